@@ -151,9 +151,9 @@ def load_package(url: str, device: str = "cpu", storage_options: dict | None = N
     weights = safetensors.torch.load(_read(url, WEIGHTS, config, opts))
     expected = _unique_tensors(model, model.state_dict())
     if set(weights) != set(expected):
-        raise PackageError(
-            f"model package {url}: weights do not match the config: missing "
-            f"{sorted(set(expected) - set(weights))[:5]}, unexpected {sorted(set(weights) - set(expected))[:5]}")
+        missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        raise PackageError(f"model package {url}: weights do not match the config: "
+                           f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     for name, tensor in weights.items():
         if tensor.shape != expected[name].shape:
             raise PackageError(f"model package {url}: {name} has shape {tuple(tensor.shape)}, "
