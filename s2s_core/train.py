@@ -99,7 +99,9 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0  # wall clock over all runs, dev evaluation included
+    eval_seconds: float = 0.0
+    target_tokens: int = 0  # target tokens trained on (EOS included)
     best_bleu: float = -1.0
     best_step: int = 0
     evals_without_improvement: int = 0
@@ -291,6 +293,7 @@ class Trainer:
             last_tick = now
             window_loss += loss
             window_tokens += tokens
+            s.target_tokens += tokens
             if not math.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at step {s.step}")
             record: dict = {}
@@ -302,6 +305,7 @@ class Trainer:
                 record.update(self.evaluate())
                 last_tick = time.perf_counter()  # dev decoding counts towards the budget
                 s.elapsed_seconds += last_tick - now
+                s.eval_seconds += last_tick - now
             if record:
                 record.update(step=s.step, epoch=s.epoch, lr=self.schedule.lr(s.step),
                               elapsed_seconds=round(s.elapsed_seconds, 2))

@@ -38,7 +38,8 @@ def test_padding_values_do_not_change_the_result(kind):
 @pytest.mark.parametrize("kind", ["general", "additive", "cosine"])
 def test_scorers_accept_different_query_and_key_sizes(kind):
     attention = Attention(kind, query_dim=12, key_dim=20)
-    context, weights = attention(torch.randn(2, 1, 12), torch.randn(2, 3, 20), torch.ones(2, 3, dtype=torch.bool))
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    context, weights = attention(torch.randn(2, 1, 12), torch.randn(2, 3, 20), mask)
     assert context.shape == (2, 1, 20) and weights.shape == (2, 1, 3)
 
 

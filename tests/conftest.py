@@ -1,0 +1,41 @@
+"""Session-wide fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, Any]]:
+    """A real loopback S3 endpoint (moto) for fsspec/s3fs I/O tests.
+
+    Yields ``{"endpoint_url": ..., "storage_options": {"endpoint_url": ...}}``. Dummy credentials and
+    the region are set through environment variables (restored afterwards) so botocore never looks
+    for real ones; buckets are created by the tests that need them.
+    """
+    moto_server = pytest.importorskip("moto.server")
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint_url = f"http://{host}:{port}"
+        yield {"endpoint_url": endpoint_url, "storage_options": {"endpoint_url": endpoint_url}}
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
