@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -17,8 +18,8 @@ from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 class ModelConfig:
     """Architecture of an RNN encoder-decoder with attention (sizes per direction for the encoder)."""
 
-    src_vocab_size: int
-    tgt_vocab_size: int
+    src_vocab_size: int = 0  # 0 = not known yet (set from the tokenizers with ``with_vocab``)
+    tgt_vocab_size: int = 0
     rnn_type: str = "lstm"
     emb_dim: int = 256
     enc_hidden: int = 256
@@ -41,6 +42,10 @@ class ModelConfig:
             raise ValueError(f"rnn_type must be one of {sorted(RNN_TYPES)}, got {self.rnn_type!r}")
         if self.attention not in SCORERS:
             raise ValueError(f"attention must be one of {SCORERS}, got {self.attention!r}")
+        if self.attention == "dot" and self.dec_hidden != self.enc_hidden * (2 if self.bidirectional else 1):
+            raise ValueError(
+                f"attention 'dot' needs dec_hidden ({self.dec_hidden}) equal to the encoder output size "
+                f"({self.enc_hidden * (2 if self.bidirectional else 1)}); use 'general' or change the sizes")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("share_embeddings needs a joint vocabulary "
                              f"(source {self.src_vocab_size} ≠ target {self.tgt_vocab_size} entries)")
@@ -50,6 +55,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def with_vocab(self, src_vocab_size: int, tgt_vocab_size: int) -> ModelConfig:
+        return dataclasses.replace(self, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +134,9 @@ class Seq2Seq(nn.Module):
 
 
 def build_model(config: ModelConfig) -> Seq2Seq:
+    if config.src_vocab_size < 5 or config.tgt_vocab_size < 5:
+        raise ValueError("model vocabulary sizes are not set: use ModelConfig.with_vocab(...) "
+                         "with the tokenizers' sizes")
     return Seq2Seq(config)
 
 

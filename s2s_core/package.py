@@ -63,6 +63,35 @@ def _spm_files(tokenizers: Tokenizers) -> dict[str, bytes]:
     return {"src.spm.model": tokenizers.src.model_proto, "tgt.spm.model": tokenizers.tgt.model_proto}
 
 
+TOKENIZER_CONFIG = "tokenizer.json"
+
+
+def save_tokenizers(url: str, tokenizers: Tokenizers, storage_options: dict | None = None) -> str:
+    """Write the SentencePiece model(s) and ``tokenizer.json`` (written last) under ``url``."""
+    opts = storage_options or {}
+    for name, data in _spm_files(tokenizers).items():
+        storage.write_bytes(storage.join(url, name), data, **opts)
+    storage.write_text(storage.join(url, TOKENIZER_CONFIG), json.dumps(tokenizers.describe(), indent=2),
+                       **opts)
+    return url
+
+
+def load_tokenizers(url: str, storage_options: dict | None = None) -> Tokenizers:
+    """Read tokenizers written by ``save_tokenizers``."""
+    opts = storage_options or {}
+    try:
+        described = json.loads(storage.read_text(storage.join(url, TOKENIZER_CONFIG), **opts))
+        config = TokenizerConfig(**described["config"])
+        if described["joint"]:
+            model = SubwordModel(storage.read_bytes(storage.join(url, "spm.model"), **opts))
+            return Tokenizers(model, model, config)
+        return Tokenizers(SubwordModel(storage.read_bytes(storage.join(url, "src.spm.model"), **opts)),
+                          SubwordModel(storage.read_bytes(storage.join(url, "tgt.spm.model"), **opts)),
+                          config)
+    except (FileNotFoundError, KeyError, json.JSONDecodeError) as err:
+        raise PackageError(f"no usable tokenizer at {url}: {err}") from err
+
+
 def save_package(url: str, model: Seq2Seq, tokenizers: Tokenizers, *,
                  weights: dict[str, torch.Tensor] | None = None, metrics: dict | None = None,
                  extra: dict | None = None, storage_options: dict | None = None) -> str:

@@ -184,7 +184,10 @@ def _read_tsv(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.Da
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     first = text.split("\n", 1)[0].rstrip("\r").split("\t")
-    has_header = config.src_column in first and config.tgt_column in first
+    # A first line naming any configured column is a header (so a misnamed column is reported as
+    # missing rather than read as a data row); otherwise the file is headerless.
+    named = {config.src_column, config.tgt_column} | ({config.id_column} if config.id_column else set())
+    has_header = bool(named & set(first))
     if has_header:
         columns = first
     elif len(first) == 2:
@@ -193,9 +196,8 @@ def _read_tsv(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.Da
         columns = ["id", "src", "tgt"]
     else:
         raise ValueError(
-            f"{url}: first line has {len(first)} tab-separated fields and is not a header naming "
-            f"{config.src_column!r} and {config.tgt_column!r}; headerless TSV needs 2 (src, tgt) "
-            "or 3 (id, src, tgt) fields"
+            f"{url}: first line has {len(first)} tab-separated fields and names none of the columns "
+            f"{sorted(named)}; headerless TSV needs 2 (src, tgt) or 3 (id, src, tgt) fields"
         )
     try:
         # quote_char=None: corpora contain unbalanced quotes that are text, not CSV quoting.

@@ -138,9 +138,13 @@ def _as_matrix(weights: Any) -> np.ndarray:
 
 def attention_heatmap_png(src_pieces: Sequence[str], tgt_pieces: Sequence[str], weights: Any,
                           title: str = "Attention") -> bytes:
-    """PNG heatmap of attention weights: rows = target pieces + </s>, columns = source pieces + </s>."""
+    """PNG heatmap of attention weights: rows = target pieces + </s>, columns = source pieces + </s>.
+
+    A hypothesis cut at the maximum length has no </s> row: ``len(tgt_pieces)`` rows are accepted too.
+    """
     matrix = _as_matrix(weights)
-    rows, cols = len(tgt_pieces) + 1, len(src_pieces) + 1
+    row_labels = [*tgt_pieces, EOS_PIECE] if matrix.shape[0] != len(tgt_pieces) else list(tgt_pieces)
+    rows, cols = len(row_labels), len(src_pieces) + 1
     if matrix.shape != (rows, cols):
         raise ValueError(f"attention has shape {matrix.shape}, expected {(rows, cols)} "
                          f"for {len(tgt_pieces)} target and {len(src_pieces)} source pieces (+ </s>)")
@@ -153,7 +157,7 @@ def attention_heatmap_png(src_pieces: Sequence[str], tgt_pieces: Sequence[str], 
     image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
     ax.set_xticks(range(cols), [_literal(p) for p in [*src_pieces, EOS_PIECE]],
                   rotation=60, ha="right", rotation_mode="anchor", fontsize=fontsize)
-    ax.set_yticks(range(rows), [_literal(p) for p in [*tgt_pieces, EOS_PIECE]], fontsize=fontsize)
+    ax.set_yticks(range(rows), [_literal(p) for p in row_labels], fontsize=fontsize)
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     ax.set_title(_literal(title))

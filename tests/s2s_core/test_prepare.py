@@ -78,7 +78,10 @@ def test_clean_parallel_without_dedupe_keeps_repeats():
     out, report = clean_parallel(df, config)
     assert report["duplicate"] == 0
     assert report["output_rows"] == 10
-    assert report["input_rows"] == sum(v for k, v in report.items() if k not in ("input_rows", "output_rows")) + 10
+    assert (
+        report["input_rows"]
+        == sum(v for k, v in report.items() if k not in ("input_rows", "output_rows")) + 10
+    )
 
 
 def test_clean_parallel_requires_standard_columns():
@@ -170,10 +173,13 @@ def test_missing_column_lists_available(tmp_path):
     with pytest.raises(ValueError, match=r"c\.parquet: missing column 'src' \(available: id, source, tgt\)"):
         read_parallel(str(parquet))
     tsv = tmp_path / "c.tsv"
-    tsv.write_text("src\ttgt\ta\n1\t2\t3\n", encoding="utf-8")
-    config = PrepareConfig(tgt_column="en", src_column="src")
-    with pytest.raises(ValueError, match=r"c\.tsv: first line has 3 tab-separated fields"):
-        read_parallel(str(tsv), config)
+    tsv.write_text("id\tsrc\ttarget\n1\t2\t3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c\.tsv: missing column 'tgt' \(available: id, src, target\)"):
+        read_parallel(str(tsv))
+    wide = tmp_path / "w.tsv"
+    wide.write_text("a\tb\tc\td\n1\t2\t3\t4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"w\.tsv: first line has 4 tab-separated fields and names none"):
+        read_parallel(str(wide))
 
 
 def test_empty_inputs(tmp_path):
@@ -198,9 +204,11 @@ def test_empty_inputs(tmp_path):
 
 def test_non_utf8_names_file_offset_and_line(tmp_path):
     tsv = tmp_path / "latin1.tsv"
-    tsv.write_bytes("src\ttgt\nbien\tgood\n".encode() + "canción\tsong\n".encode("latin-1"))
+    tsv.write_bytes(b"src\ttgt\nbien\tgood\n" + "canción\tsong\n".encode("latin-1"))
     # "src\ttgt\n" (8) + "bien\tgood\n" (10) + "canci" (5) → the 0xF3 byte of "ó" is at offset 23.
-    with pytest.raises(ValueError, match=r"latin1\.tsv: not valid UTF-8 at byte offset 23 \(line 3, bytes 0xf3\)"):
+    with pytest.raises(
+        ValueError, match=r"latin1\.tsv: not valid UTF-8 at byte offset 23 \(line 3, bytes 0xf3\)"
+    ):
         read_parallel(str(tsv))
     src, tgt = tmp_path / "t.es", tmp_path / "t.en"
     src.write_text("uno\n", encoding="utf-8")
@@ -209,7 +217,9 @@ def test_non_utf8_names_file_offset_and_line(tmp_path):
         read_parallel(str(src), tgt_url=str(tgt))
     gz = tmp_path / "bad.tsv.gz"
     gz.write_bytes(gzip.compress(b"a\tb\n\xc3(\tc\n"))
-    with pytest.raises(ValueError, match=r"bad\.tsv\.gz: not valid UTF-8 at decompressed byte offset 4 \(line 2"):
+    with pytest.raises(
+        ValueError, match=r"bad\.tsv\.gz: not valid UTF-8 at decompressed byte offset 4 \(line 2"
+    ):
         read_parallel(str(gz))
 
 
@@ -282,7 +292,7 @@ def test_s3_roundtrip(s3_server):
     s3fs.S3FileSystem(endpoint_url=s3_server["endpoint_url"]).mkdir(bucket)
     write_bytes(
         f"s3://{bucket}/raw/corpus.tsv",
-        "src\ttgt\nuno\tone\ndos\ttwo\nuno\tone\ntres\tthree\n".encode(),
+        b"src\ttgt\nuno\tone\ndos\ttwo\nuno\tone\ntres\tthree\n",
         **options,
     )
 

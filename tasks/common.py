@@ -1,0 +1,35 @@
+"""Helpers shared by the tasks: retry policy and Parquet reads from URLs."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import polars as pl
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from s2s_core import storage
+
+# Transient storage errors (timeouts, connection resets, throttling) are worth a retry; a missing
+# file, a bad column or a corrupt package is not: retrying would only delay the clear error.
+PERMANENT_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, KeyError, TypeError)
+
+
+def retry_on_transient_io(task: Task, task_run: TaskRun, state: State) -> bool:
+    try:
+        state.result()
+    except PERMANENT_ERRORS:
+        return False
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a bug or bad input: fail at once
+        return False
+    return False
+
+
+def read_parquet(url: str, storage_options: dict[str, Any] | None = None,
+                 columns: list[str] | None = None) -> pl.DataFrame:
+    data = storage.read_bytes(url, **(storage_options or {}))
+    return pl.read_parquet(io.BytesIO(data), columns=columns)

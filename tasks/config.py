@@ -1,0 +1,141 @@
+"""The pipeline's typed configuration: YAML in ``configs/`` + ``--set key=value`` overrides.
+
+The same pydantic model is the flows' parameter type, so deployments get a schema and bad
+parameters fail before any work starts. Sections reuse the core's dataclasses (one definition
+of each setting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from s2s_core.model import ModelConfig
+from s2s_core.prepare import PrepareConfig
+from s2s_core.tokenizer import TokenizerConfig
+from s2s_core.train import TrainConfig
+from s2s_core.translate import DecodeConfig
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is unusable; the message names the bad field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(Strict):
+    """Where the parallel data comes from (any fsspec URL) and how it is cleaned and split."""
+
+    train: str = Field(description="Parquet file, TSV file, or source side of a plain-text pair")
+    train_tgt: str | None = Field(None, description="target side when `train` is a plain-text file")
+    dev: str | None = Field(None, description="dev set (same format); split off `train` when absent")
+    test: dict[str, str] = Field(default_factory=dict,
+                                 description="named test sets; split off `train` when empty")
+    prepare: PrepareConfig = PrepareConfig()
+
+
+class EvaluateSection(Strict):
+    decode: DecodeConfig = DecodeConfig(beam_size=5)
+    n_bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% confidence intervals")
+    heatmaps: int = Field(3, ge=0, description="attention heatmaps drawn for the first test sentences")
+    examples: int = Field(5, ge=0)
+
+
+class PipelineConfig(Strict):
+    """Everything one train → evaluate run needs."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="model name: models/<name>/<version>/")
+    store: str = Field("./store", description="root URL of runs/ and models/ (local dir or s3://...)")
+    storage_options: dict[str, Any] = Field(default_factory=dict,
+                                            description="fsspec options for the store, e.g. endpoint_url")
+    run_id: str | None = Field(None, pattern=NAME_PATTERN,
+                               description="default: name + config hash, so a re-run resumes")
+    version: str | None = Field(None, pattern=NAME_PATTERN, description="model version; default: run id")
+    data: DataSection
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig(max_epochs=10)
+    evaluate: EvaluateSection = EvaluateSection()
+
+    @field_validator("store")
+    @classmethod
+    def _store_is_a_url(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("store must be a directory path or URL")
+        return value.rstrip("/")
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes the result (not where it is stored)."""
+        payload = self.model_dump(mode="json", exclude={"store", "storage_options", "run_id", "version"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def resolved_run_id(self) -> str:
+        return self.run_id or f"{self.name}-{self.fingerprint()}"
+
+    @property
+    def resolved_version(self) -> str:
+        return self.version or self.resolved_run_id
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML: numbers, booleans, lists, null)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from err
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line per problem: ``field.path: message``."""
+    lines = []
+    for problem in err.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def validate_config(data: dict) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config: {describe_validation_error(err)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, store: str | None = None
+                ) -> PipelineConfig:
+    """Read a YAML config, apply overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    if store:
+        data["store"] = store
+    return validate_config(data)

@@ -1,0 +1,45 @@
+"""tokenize: train SentencePiece on the training split (cached by input content + config)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.context import TaskRunContext
+
+from s2s_core import storage
+from s2s_core.package import TOKENIZER_CONFIG, save_tokenizers
+from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
+from tasks.common import read_parquet, retry_on_transient_io
+
+
+def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Same training-split bytes + same tokenizer config + same destination → reuse the result.
+
+    No key (a fresh run) when the destination no longer holds a tokenizer, e.g. a deleted run.
+    """
+    out, opts = parameters["out_url"], parameters.get("storage_options") or {}
+    if not storage.exists(storage.join(out, TOKENIZER_CONFIG), **opts):
+        return None
+    digest = hashlib.sha256(storage.read_bytes(parameters["train_url"], **opts))
+    digest.update(json.dumps(asdict(parameters["config"]), sort_keys=True).encode())
+    digest.update(out.encode())
+    return f"s2s-tokenize-{digest.hexdigest()}"
+
+
+@task(name="tokenize", cache_key_fn=tokenizer_cache_key, persist_result=True, retries=2,
+      retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+def train_tokenizer(train_url: str, config: TokenizerConfig, out_url: str,
+                    storage_options: dict[str, Any] | None = None) -> dict:
+    """Train the subword model(s) on the training split and write them under ``out_url``."""
+    train = read_parquet(train_url, storage_options, columns=["src", "tgt"])
+    tokenizers = train_tokenizers(train["src"].to_list(), train["tgt"].to_list(), config)
+    save_tokenizers(out_url, tokenizers, storage_options)
+    get_run_logger().info("trained %s %s tokenizer(s): vocab %d/%d → %s", config.model_type,
+                          "joint" if tokenizers.joint else "per-side", tokenizers.src.vocab_size,
+                          tokenizers.tgt.vocab_size, out_url)
+    return {"url": out_url, "src_vocab_size": tokenizers.src.vocab_size,
+            "tgt_vocab_size": tokenizers.tgt.vocab_size, "joint": tokenizers.joint}
