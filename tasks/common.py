@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import polars as pl
-from prefect import Task
+from prefect import Task, get_run_logger
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import MissingContextError
 from prefect.states import State
 
 from s2s_core import storage
@@ -33,3 +35,11 @@ def read_parquet(url: str, storage_options: dict[str, Any] | None = None,
                  columns: list[str] | None = None) -> pl.DataFrame:
     data = storage.read_bytes(url, **(storage_options or {}))
     return pl.read_parquet(io.BytesIO(data), columns=columns)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a flow/task run; a plain logger when called as ``task.fn()``."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("s2s.tasks")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import task
 
 from s2s_core import storage
 from s2s_core.prepare import (
@@ -18,7 +18,7 @@ from s2s_core.prepare import (
     split_parallel,
     write_parquet,
 )
-from tasks.common import retry_on_transient_io
+from tasks.common import retry_on_transient_io, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout
 
@@ -26,7 +26,7 @@ from tasks.layout import RunLayout
 @task(name="prepare", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
 def prepare_data(config: PipelineConfig, layout: RunLayout) -> dict:
     """Writes ``data/{train,dev,test-*}.parquet`` and ``prepare_report.json``; returns their URLs."""
-    logger = get_run_logger()
+    logger = run_logger()
     data, opts, prep = config.data, config.storage_options, config.data.prepare
     corpus = read_parallel(data.train, prep, opts, tgt_url=data.train_tgt)
     cleaned, report = clean_parallel(corpus, prep)

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from s2s_core import storage
@@ -16,7 +16,7 @@ from s2s_core.package import load_package
 from s2s_core.prepare import PrepareConfig, read_parallel, write_parquet
 from s2s_core.report import attention_heatmap_png, render_markdown, score_with_ci, training_curve_png
 from s2s_core.tokenizer import EOS_ID
-from tasks.common import retry_on_transient_io
+from tasks.common import retry_on_transient_io, run_logger
 from tasks.config import EvaluateSection
 from tasks.train import _artifact_key
 
@@ -26,7 +26,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
                    storage_options: dict[str, Any] | None = None, src_column: str = "src",
                    ref_column: str = "tgt") -> dict:
     """Writes ``report.json``, ``report.md``, PNG figures and per-test hypotheses under ``report_url``."""
-    logger = get_run_logger()
+    logger = run_logger()
     opts = storage_options or {}
     package = load_package(model_url, storage_options=opts)
     translator = package.translator(device="auto")

@@ -7,13 +7,13 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.context import TaskRunContext
 
 from s2s_core import storage
 from s2s_core.package import TOKENIZER_CONFIG, save_tokenizers
 from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
-from tasks.common import read_parquet, retry_on_transient_io
+from tasks.common import read_parquet, retry_on_transient_io, run_logger
 
 
 def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -38,7 +38,7 @@ def train_tokenizer(train_url: str, config: TokenizerConfig, out_url: str,
     train = read_parquet(train_url, storage_options, columns=["src", "tgt"])
     tokenizers = train_tokenizers(train["src"].to_list(), train["tgt"].to_list(), config)
     save_tokenizers(out_url, tokenizers, storage_options)
-    get_run_logger().info("trained %s %s tokenizer(s): vocab %d/%d → %s", config.model_type,
+    run_logger().info("trained %s %s tokenizer(s): vocab %d/%d → %s", config.model_type,
                           "joint" if tokenizers.joint else "per-side", tokenizers.src.vocab_size,
                           tokenizers.tgt.vocab_size, out_url)
     return {"url": out_url, "src_vocab_size": tokenizers.src.vocab_size,

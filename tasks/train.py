@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from s2s_core import storage
 from s2s_core.model import build_model, count_parameters
 from s2s_core.package import load_tokenizers, save_package
 from s2s_core.train import TrainConfig, Trainer, TrainState, make_examples
-from tasks.common import read_parquet
+from tasks.common import read_parquet, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
 
@@ -34,7 +34,7 @@ class TrainProgress:
 
     def __init__(self, trainer: Trainer, layout: RunLayout, storage_options: dict[str, Any]):
         self.trainer, self.layout, self.opts = trainer, layout, storage_options
-        self.logger = get_run_logger()
+        self.logger = run_logger()
         self.batches_per_epoch = len(trainer.epoch_batches(0))
         self.artifact = create_progress_artifact(0.0, key=_artifact_key(layout.run_id, "train-progress"),
                                                  description=f"training {layout.run_id}")
@@ -63,7 +63,7 @@ class TrainProgress:
 @task(name="train")
 def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout) -> dict:
     """Train (or resume) and write the model package with the best dev-BLEU weights."""
-    logger = get_run_logger()
+    logger = run_logger()
     opts = config.storage_options
     tokenizers = load_tokenizers(tokenizer_url, opts)
     model_config = config.model.with_vocab(tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
@@ -80,7 +80,8 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
     logger.info("model: %d parameters, %s encoder ×%d, %s attention; %d training pairs on %s",
                 count_parameters(model), model_config.rnn_type, model_config.enc_layers,
                 model_config.attention, len(examples), trainer.device)
-    state: TrainState = trainer.fit(resume=True)
+    resumed_from = trainer.state.step if trainer.resume() else None
+    state: TrainState = trainer.fit(resume=False)
     url = model_url(config.store, config.name, config.resolved_version)
     save_package(url, model, tokenizers, weights=trainer.best_weights(), storage_options=opts,
                  metrics={"history": trainer.history, "state": vars(state), "skipped_pairs": skipped,
@@ -88,7 +89,7 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
                  extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id})
     logger.info("model package written to %s", url)
     return {"model": url, "steps": state.step, "best_dev_bleu": state.best_bleu,
-            "stop_reason": state.stop_reason}
+            "stop_reason": state.stop_reason, "resumed_from_step": resumed_from}
 
 
 def _artifact_key(run_id: str, suffix: str) -> str:

@@ -1,0 +1,29 @@
+"""A tiny train-and-evaluate run shared by the flow and CLI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.config import PipelineConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "tiny.yaml"
+FAST = ["train.max_steps=30", "train.eval_every=15", "train.log_every=5", "evaluate.n_bootstrap=50",
+        "evaluate.heatmaps=1", "evaluate.decode.beam_size=2", "evaluate.decode.max_len_extra=5",
+        "model.max_tgt_len=60"]
+
+
+def tiny_config(store: str, extra: list[str] | None = None, **fields) -> PipelineConfig:
+    config = load_config(TINY, [*FAST, f"data.train={ROOT / 'examples/tiny/pairs.tsv'}", *(extra or [])],
+                         store=store)
+    return config.model_copy(update=fields) if fields else config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prefect_harness, tmp_path_factory):
+    from flows.train import train_flow
+
+    config = tiny_config(str(tmp_path_factory.mktemp("store")))
+    return config, train_flow(config)
