@@ -132,18 +132,23 @@ def beam_search(
         is_eos = top_tokens == EOS_ID
 
         # Finalise EOS candidates ranked within the beam (and everything at the length limit).
+        # Bookkeeping runs on the host: one transfer per step rather than one per hypothesis.
         finalize = (is_eos | at_limit.unsqueeze(1)) & (ranks < k) & torch.isfinite(top_scores)
-        for a, r in finalize.nonzero().tolist():
-            sent, row = active[a], int(top_rows[a, r])
-            token = int(top_tokens[a, r])
-            out = seqs[row].tolist() + ([] if token == EOS_ID else [token])
-            raw = float(top_scores[a, r])
-            att = None
-            if attn is not None:
-                att = torch.cat([attn[row], weights[row].unsqueeze(0)])[:, : src_len_list[sent]]
-                att = att.float().cpu()
-            finished[sent].append(Hypothesis(out, raw, raw / length_penalty(length, alpha), att,
-                                             finished=token == EOS_ID))
+        hits = finalize.nonzero()
+        if len(hits):
+            hit_rows = top_rows[hits[:, 0], hits[:, 1]]
+            prefixes = seqs[hit_rows].tolist()
+            hit_tokens = top_tokens[hits[:, 0], hits[:, 1]].tolist()
+            hit_scores = top_scores[hits[:, 0], hits[:, 1]].tolist()
+            hit_attn = (torch.cat([attn[hit_rows], weights[hit_rows].unsqueeze(1)], 1).float().cpu()
+                        if attn is not None else None)
+            for j, (a, token, raw) in enumerate(zip(hits[:, 0].tolist(), hit_tokens, hit_scores,
+                                                   strict=True)):
+                sent = active[a]
+                out = prefixes[j] + ([] if token == EOS_ID else [token])
+                att = hit_attn[j, :, : src_len_list[sent]] if hit_attn is not None else None
+                finished[sent].append(Hypothesis(out, raw, raw / length_penalty(length, alpha), att,
+                                                 finished=token == EOS_ID))
 
         # The k best candidates that did not end continue (EOS candidates sort last).
         keep = (is_eos.long() * 2 * k + ranks).argsort(dim=1)[:, :k]
@@ -157,12 +162,11 @@ def beam_search(
 
         # A live hypothesis's log-prob only falls; the best it can reach is at its longest length.
         done = []
-        for a, sent in enumerate(active):
+        for sent, best_alive, limited in zip(active, scores[:, 0].tolist(), at_limit.tolist(), strict=True):
             hyps = finished[sent]
             best_finished = max((h.norm_score for h in hyps), default=float("-inf"))
-            bound = float(scores[a, 0]) / length_penalty(limits[sent], alpha)
-            done.append(bool(at_limit[a]) or len(hyps) >= k
-                        or (len(hyps) >= n_best and best_finished >= bound))
+            bound = best_alive / length_penalty(limits[sent], alpha)
+            done.append(limited or len(hyps) >= k or (len(hyps) >= n_best and best_finished >= bound))
         if all(done):
             break
         if any(done):

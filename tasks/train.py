@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -73,6 +74,7 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
     if skipped:
         logger.warning("%d training pairs exceed the model's length limits (%d/%d tokens) and are skipped",
                        skipped, model_config.max_src_len, model_config.max_tgt_len)
+    torch.manual_seed(config.train.seed)  # the same config gives the same initial weights
     model = build_model(model_config)
     trainer = Trainer(model, tokenizers, config.train, examples, dev["src"].to_list(), dev["tgt"].to_list(),
                       checkpoint_dir=layout.checkpoints, storage_options=opts)
