@@ -15,7 +15,7 @@ from tasks.config import PipelineConfig
 from tasks.data import prepare_data
 from tasks.evaluate import evaluate_model
 from tasks.layout import RunLayout
-from tasks.tokenize import train_tokenizer
+from tasks.tokenize import tokenize
 from tasks.train import train_model
 
 
@@ -27,7 +27,7 @@ def train_flow(config: PipelineConfig) -> dict:
     storage.write_text(layout.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
                        **config.storage_options)
     data = prepare_data(config, layout)
-    tokenizer = train_tokenizer(data["train"], config.tokenizer, layout.tokenizer, config.storage_options)
+    tokenizer = tokenize(data["train"], config.tokenizer, layout.tokenizer, config.storage_options)
     trained = train_model(config, data, tokenizer["url"], layout)
     evaluation = evaluate_model(trained["model"], data["test"], layout.reports, config.evaluate,
                                 config.storage_options)

@@ -16,14 +16,9 @@ from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
 from tasks.common import read_parquet, retry_on_transient_io, run_logger
 
 
-def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Same training-split bytes + same tokenizer config + same destination → reuse the result.
-
-    No key (a fresh run) when the destination no longer holds a tokenizer, e.g. a deleted run.
-    """
+def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Same training-split bytes + same tokenizer config + same destination → reuse the result."""
     out, opts = parameters["out_url"], parameters.get("storage_options") or {}
-    if not storage.exists(storage.join(out, TOKENIZER_CONFIG), **opts):
-        return None
     digest = hashlib.sha256(storage.read_bytes(parameters["train_url"], **opts))
     digest.update(json.dumps(asdict(parameters["config"]), sort_keys=True).encode())
     digest.update(out.encode())
@@ -43,3 +38,11 @@ def train_tokenizer(train_url: str, config: TokenizerConfig, out_url: str,
                           tokenizers.tgt.vocab_size, out_url)
     return {"url": out_url, "src_vocab_size": tokenizers.src.vocab_size,
             "tgt_vocab_size": tokenizers.tgt.vocab_size, "joint": tokenizers.joint}
+
+
+def tokenize(train_url: str, config: TokenizerConfig, out_url: str,
+             storage_options: dict[str, Any] | None = None, **call_options: Any) -> Any:
+    """Run ``train_tokenizer``, ignoring a cached result whose files are gone (e.g. a deleted run)."""
+    present = storage.exists(storage.join(out_url, TOKENIZER_CONFIG), **(storage_options or {}))
+    return train_tokenizer.with_options(refresh_cache=not present)(
+        train_url, config, out_url, storage_options, **call_options)
