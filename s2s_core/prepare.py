@@ -356,6 +356,12 @@ def split_parallel(df: pl.DataFrame, config: PrepareConfig | None = None) -> dic
 # ---------------------------------------------------------------------------------------------- write
 
 
+def read_parquet(url: str, storage_options: dict[str, Any] | None = None,
+                 columns: list[str] | None = None) -> pl.DataFrame:
+    """Read a (small) Parquet file from any fsspec URL."""
+    return pl.read_parquet(io.BytesIO(read_bytes(url, **(storage_options or {}))), columns=columns)
+
+
 def write_parquet(df: pl.DataFrame, url: str, storage_options: dict[str, Any] | None = None) -> None:
     """Write ``df`` as Parquet to ``url`` atomically (readers never see a partial file)."""
     buffer = io.BytesIO()
@@ -369,6 +375,7 @@ __all__ = [
     "PrepareConfig",
     "clean_parallel",
     "read_parallel",
+    "read_parquet",
     "split_parallel",
     "write_parquet",
 ]

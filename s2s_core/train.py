@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import random
@@ -12,10 +13,12 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import storage
 from .batching import pad_sequences, token_batches
 from .device import amp_dtype, autocast, resolve_device
+from .distributed import ProcessGroup, all_gather_objects, all_reduce_sum, broadcast_object
 from .metrics import corpus_scores
 from .model import Seq2Seq
 from .schedule import LRSchedule
@@ -24,7 +27,7 @@ from .translate import DecodeConfig, Translator
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 LAST, BEST = "last.pt", "best.pt"
 
 
@@ -117,15 +120,24 @@ class Trainer:
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, config: TrainConfig,
                  train: Sequence[Example], dev_src: Sequence[str] = (), dev_ref: Sequence[str] = (),
                  checkpoint_dir: str | None = None, on_event: Event | None = None,
-                 storage_options: dict | None = None):
+                 storage_options: dict | None = None, group: ProcessGroup | None = None,
+                 history_url: str | None = None):
         if not train:
             raise ValueError("no training examples (all pairs empty or over the length limits?)")
         self.config = config
+        self.group = group or ProcessGroup()
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and self.group.enabled:
+            self.device = torch.device("cuda", self.group.local_rank)
         self.amp_dtype = amp_dtype(config.amp, self.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
+        # Each rank draws its own dropout masks; batches are shared by seed, then split by rank.
+        torch.manual_seed(config.seed + self.group.rank)
+        random.seed(config.seed + self.group.rank)
         self.model = model.to(self.device)
+        # DDP averages gradients across ranks during backward; the bare model is what we save.
+        self.network = (DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                                if self.device.type == "cuda" else None)
+                        if self.group.enabled else self.model)
         self.tokenizers = tokenizers
         self.train_set = list(train)
         self.dev_src, self.dev_ref = list(dev_src), list(dev_ref)
@@ -133,6 +145,7 @@ class Trainer:
             self.dev_src = self.dev_src[: config.eval_max_sentences]
             self.dev_ref = self.dev_ref[: config.eval_max_sentences]
         self.checkpoint_dir = checkpoint_dir
+        self.history_url = history_url  # JSON lines of the training history, rewritten at each eval
         self.storage_options = storage_options or {}
         self.on_event = on_event or (lambda kind, record: None)
         decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "embedding" not in n]
@@ -151,10 +164,21 @@ class Trainer:
 
     # ---------------------------------------------------------------- data position
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The batches of ``epoch``: a pure function of (seed, epoch), so resume needs no data state."""
-        return token_batches(self._lengths, self.config.max_tokens,
-                             max_sentences=self.config.max_sentences,
-                             shuffle_seed=self.config.seed * 100_003 + epoch)
+        """The batches of ``epoch``: a pure function of (seed, epoch), so resume needs no data state.
+
+        With several processes each step takes ``world_size`` consecutive batches (one per rank);
+        the epoch's remainder that would leave a rank idle is dropped (it is reshuffled next epoch).
+        """
+        batches = token_batches(self._lengths, self.config.max_tokens,
+                                max_sentences=self.config.max_sentences,
+                                shuffle_seed=self.config.seed * 100_003 + epoch)
+        world = self.group.world_size
+        if world > 1:
+            if len(batches) < world:
+                raise ValueError(f"{len(batches)} batches per epoch cannot feed {world} processes: "
+                                 "lower max_tokens or use fewer processes")
+            batches = batches[: len(batches) - len(batches) % world]
+        return batches
 
     def _tensors(self, batch: list[int]) -> tuple[torch.Tensor, ...]:
         examples = [self.train_set[i] for i in batch]
@@ -166,28 +190,35 @@ class Trainer:
     # ---------------------------------------------------------------- one step
     def train_step(self, batch: list[int]) -> tuple[float, int]:
         """One optimizer step; returns (summed loss, target tokens)."""
-        self.model.train()
+        self.network.train()
         src, src_len, tgt_in, tgt_out = self._tensors(batch)
         with autocast(self.device, self.amp_dtype):
-            logits = self.model(src, src_len, tgt_in)
+            logits = self.network(src, src_len, tgt_in)
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), tgt_out.view(-1),
                                ignore_index=PAD_ID, label_smoothing=self.config.label_smoothing,
                                reduction="sum")
         tokens = int((tgt_out != PAD_ID).sum())
+        # Normalise by the tokens of all ranks' batches: DDP's gradient average (÷ world size)
+        # then equals the gradient of the mean loss over the global batch.
+        global_tokens = all_reduce_sum(tokens, self.group, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr(self.state.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss / tokens).backward()
+        self.scaler.scale(loss * self.group.world_size / global_tokens).backward()
         if self.config.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach()), tokens
+        return all_reduce_sum(float(loss.detach()), self.group, self.device), int(global_tokens)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict:
-        """Dev BLEU/chrF (sacrebleu, detokenized) with the current weights."""
+        """Dev BLEU/chrF (sacrebleu, detokenized) with the current weights; rank 0 decodes."""
+        record = self._evaluate() if self.group.is_main else None
+        return broadcast_object(record, self.group)
+
+    def _evaluate(self) -> dict:
         translator = Translator(self.model, self.tokenizers, self.device)
         translator.amp_dtype = self.amp_dtype
         start = time.perf_counter()
@@ -212,11 +243,9 @@ class Trainer:
             "history": self.history,
         }
         if full:
-            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state_all()
             payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                           schedule=self.schedule.state_dict(), rng=rng)
+                           schedule=self.schedule.state_dict(),
+                           rng=all_gather_objects(_rng_state(), self.group), world_size=self.group.world_size)
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         return buffer.getvalue()
@@ -224,7 +253,9 @@ class Trainer:
     def save_checkpoint(self, name: str = LAST) -> None:
         if self.checkpoint_dir is None:
             return
-        data = self.checkpoint_bytes(full=name == LAST)
+        data = self.checkpoint_bytes(full=name == LAST)  # collective: every rank takes part
+        if not self.group.is_main:
+            return
         storage.write_bytes(self._url(name), data, **self.storage_options)
         self.on_event("checkpoint", {"step": self.state.step, "name": name})
 
@@ -241,13 +272,16 @@ class Trainer:
         self.schedule.load_state_dict(payload["schedule"])
         self.state = TrainState(**payload["state"])
         self.history = list(payload["history"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        random.setstate(payload["rng"]["python"])
-        if "cuda" in payload["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", self._url(LAST),
-                 self.state.step, self.state.epoch, self.state.batch_in_epoch)
-        self.on_event("resume", asdict(self.state))
+        rng_states = payload["rng"]
+        if len(rng_states) == self.group.world_size:
+            _set_rng_state(rng_states[self.group.rank])
+        else:  # resumed with another process count: data position holds, dropout masks differ
+            log.warning("checkpoint was written by %d processes, resuming with %d: RNG streams reseeded",
+                        len(rng_states), self.group.world_size)
+        if self.group.is_main:
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", self._url(LAST),
+                     self.state.step, self.state.epoch, self.state.batch_in_epoch)
+            self.on_event("resume", asdict(self.state))
         return True
 
     # ---------------------------------------------------------------- the loop
@@ -262,6 +296,11 @@ class Trainer:
         if c.patience is not None and s.evals_without_improvement >= c.patience:
             return "early_stopping"
         return None
+
+    def write_history(self) -> None:
+        if self.history_url and self.group.is_main:
+            lines = "".join(json.dumps(r, default=str) + "\n" for r in self.history)
+            storage.write_text(self.history_url, lines, **self.storage_options)
 
     def _after_eval(self, record: dict) -> None:
         s = self.state
@@ -278,18 +317,23 @@ class Trainer:
         if resume:
             self.resume()
         c, s = self.config, self.state
+        if self.group.is_main:
+            self.on_event("start", {"step": s.step, "batches_per_epoch": len(self.epoch_batches(s.epoch)),
+                                    "examples": len(self.train_set), "device": str(self.device),
+                                    "processes": self.group.world_size})
         batches = self.epoch_batches(s.epoch)
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         last_tick = time.perf_counter()
-        while (reason := self._should_stop()) is None:
-            loss, tokens = self.train_step(batches[s.batch_in_epoch])
+        while (reason := broadcast_object(self._should_stop(), self.group)) is None:
+            loss, tokens = self.train_step(batches[s.batch_in_epoch + self.group.rank])
             s.step += 1
-            s.batch_in_epoch += 1
+            s.batch_in_epoch += self.group.world_size
             if s.batch_in_epoch >= len(batches):
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 batches = self.epoch_batches(s.epoch)
             now = time.perf_counter()
-            s.elapsed_seconds += now - last_tick
+            # Rank 0's clock is the one that counts (ranks must agree on time-budget stops).
+            s.elapsed_seconds = broadcast_object(s.elapsed_seconds + now - last_tick, self.group)
             last_tick = now
             window_loss += loss
             window_tokens += tokens
@@ -310,10 +354,12 @@ class Trainer:
                 record.update(step=s.step, epoch=s.epoch, lr=self.schedule.lr(s.step),
                               elapsed_seconds=round(s.elapsed_seconds, 2))
                 self.history.append(record)
-                self.on_event("eval" if "dev_bleu" in record else "log", record)
-                log.info("step %d %s", s.step, _brief(record))
+                if self.group.is_main:
+                    self.on_event("eval" if "dev_bleu" in record else "log", record)
+                    log.info("step %d %s", s.step, _brief(record))
                 if "dev_bleu" in record:
                     self._after_eval(record)
+                    self.write_history()
             self.on_event("step", {"step": s.step})
             if "dev_bleu" in record or (c.checkpoint_every and s.step % c.checkpoint_every == 0):
                 self.save_checkpoint(LAST)
@@ -323,12 +369,15 @@ class Trainer:
             record = {**self.evaluate(), "step": s.step, "epoch": s.epoch,
                       "elapsed_seconds": round(s.elapsed_seconds, 2)}
             self.history.append(record)
-            self.on_event("eval", record)
+            if self.group.is_main:
+                self.on_event("eval", record)
             self._after_eval(record)
         self.save_checkpoint(LAST)
-        log.info("training stopped at step %d: %s (best dev BLEU %.2f at step %d)",
-                 s.step, reason, s.best_bleu, s.best_step)
-        self.on_event("end", asdict(s))
+        self.write_history()
+        if self.group.is_main:
+            log.info("training stopped at step %d: %s (best dev BLEU %.2f at step %d)",
+                     s.step, reason, s.best_bleu, s.best_step)
+            self.on_event("end", asdict(s))
         return s
 
     def best_weights(self) -> dict[str, torch.Tensor]:
@@ -338,6 +387,20 @@ class Trainer:
         if self.checkpoint_dir and storage.exists(self._url(BEST), **self.storage_options):
             return load_checkpoint(self._url(BEST), self.storage_options)["model"]
         return self.model.state_dict()
+
+
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def load_checkpoint(url: str, storage_options: dict | None = None) -> dict:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import logging
-from typing import Any
 
-import polars as pl
 from prefect import Task, get_run_logger
 from prefect.client.schemas.objects import TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.states import State
-
-from s2s_core import storage
 
 # Transient storage errors (timeouts, connection resets, throttling) are worth a retry; a missing
 # file, a bad column or a corrupt package is not: retrying would only delay the clear error.
@@ -29,12 +24,6 @@ def retry_on_transient_io(task: Task, task_run: TaskRun, state: State) -> bool:
     except Exception:  # noqa: BLE001 - anything else is a bug or bad input: fail at once
         return False
     return False
-
-
-def read_parquet(url: str, storage_options: dict[str, Any] | None = None,
-                 columns: list[str] | None = None) -> pl.DataFrame:
-    data = storage.read_bytes(url, **(storage_options or {}))
-    return pl.read_parquet(io.BytesIO(data), columns=columns)
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -12,8 +12,9 @@ from prefect.context import TaskRunContext
 
 from s2s_core import storage
 from s2s_core.package import TOKENIZER_CONFIG, save_tokenizers
+from s2s_core.prepare import read_parquet
 from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
-from tasks.common import read_parquet, retry_on_transient_io, run_logger
+from tasks.common import retry_on_transient_io, run_logger
 
 
 def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

@@ -1,97 +1,136 @@
-"""train: run the core trainer as a task; resumes from the run's last checkpoint after a crash."""
+"""train: run the core trainer as a task (in process, or as a ``torchrun`` launch of several
+processes); resumes from the run's last checkpoint after a crash; writes the model package."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from dataclasses import asdict
 
-import torch
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from s2s_core import storage
-from s2s_core.model import build_model, count_parameters
+from s2s_core.model import ModelConfig, build_model
 from s2s_core.package import load_tokenizers, save_package
-from s2s_core.train import TrainConfig, Trainer, TrainState, make_examples
-from tasks.common import read_parquet, run_logger
+from s2s_core.train import BEST, LAST, TrainConfig, load_checkpoint
+from tasks.common import run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
+from tasks.train_worker import EVENT_PREFIX, TrainingJob, run_job
 
 
-def progress_percent(config: TrainConfig, state: dict, batches_per_epoch: int) -> float:
+def progress_percent(config: TrainConfig, step: int, elapsed_seconds: float, batches_per_epoch: int) -> float:
     """How far training is, by whichever stop condition is closest."""
     fractions = []
     if config.max_steps:
-        fractions.append(state["step"] / config.max_steps)
-    if config.max_epochs:
-        fractions.append(state["step"] / (config.max_epochs * batches_per_epoch))
+        fractions.append(step / config.max_steps)
+    if config.max_epochs and batches_per_epoch:
+        fractions.append(step / (config.max_epochs * batches_per_epoch))
     if config.max_minutes:
-        fractions.append(state["elapsed_seconds"] / (config.max_minutes * 60))
+        fractions.append(elapsed_seconds / (config.max_minutes * 60))
     return round(100 * min(1.0, max(fractions, default=0.0)), 1)
 
 
 class TrainProgress:
-    """Streams trainer events to the Prefect log, a progress artifact and ``logs/train.jsonl``."""
+    """Turns trainer events into Prefect log lines and a progress artifact."""
 
-    def __init__(self, trainer: Trainer, layout: RunLayout, storage_options: dict[str, Any]):
-        self.trainer, self.layout, self.opts = trainer, layout, storage_options
+    def __init__(self, config: TrainConfig, run_id: str):
+        self.config = config
         self.logger = run_logger()
-        self.batches_per_epoch = len(trainer.epoch_batches(0))
-        self.artifact = create_progress_artifact(0.0, key=_artifact_key(layout.run_id, "train-progress"),
-                                                 description=f"training {layout.run_id}")
+        self.batches_per_epoch = 0
+        self.resumed_from: int | None = None
+        self.artifact = create_progress_artifact(0.0, key=_artifact_key(run_id, "train-progress"),
+                                                 description=f"training {run_id}")
 
     def __call__(self, kind: str, record: dict) -> None:
-        if kind == "step":
-            return
-        if kind == "resume":
+        if kind == "model":
+            self.logger.info("model: %d parameters, %s, %s attention", record["parameters"],
+                             record["rnn_type"], record["attention"])
+            if record["skipped_pairs"]:
+                self.logger.warning("%d training pairs exceed the model's length limits and are skipped",
+                                    record["skipped_pairs"])
+        elif kind == "resume":
+            self.resumed_from = record["step"]
             self.logger.info("resuming from checkpoint at step %d (epoch %d)",
                              record["step"], record["epoch"])
-            return
-        if kind in ("log", "eval"):
+        elif kind == "start":
+            # In data-parallel training each step consumes one batch per process.
+            self.batches_per_epoch = record["batches_per_epoch"] // record["processes"]
+            self.logger.info("training on %d pairs, %s × %d process(es), %d steps per epoch",
+                             record["examples"], record["device"], record["processes"],
+                             self.batches_per_epoch)
+        elif kind in ("log", "eval"):
             self.logger.info("step %d epoch %d | %s", record["step"], record["epoch"], _brief(record))
-            state = {"step": record["step"], "elapsed_seconds": record["elapsed_seconds"]}
             update_progress_artifact(self.artifact, progress_percent(
-                self.trainer.config, state, self.batches_per_epoch))
-        if kind in ("eval", "end"):
-            lines = "\n".join(json.dumps(r, default=str) for r in self.trainer.history)
-            storage.write_text(storage.join(self.layout.logs, "train.jsonl"), lines + "\n", **self.opts)
-        if kind == "end":
+                self.config, record["step"], record["elapsed_seconds"], self.batches_per_epoch))
+        elif kind == "end":
             update_progress_artifact(self.artifact, 100.0)
             self.logger.info("training stopped: %s after %d steps; best dev BLEU %.2f at step %d",
                              record["stop_reason"], record["step"], record["best_bleu"], record["best_step"])
 
 
+def launch_torchrun(job: TrainingJob, processes: int, on_event: TrainProgress) -> None:
+    """Run the job as ``processes`` ranks under torchrun, relaying rank 0's events."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(job.to_json())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "tasks.train_worker", f.name]
+    on_event.logger.info("launching %s", " ".join(command))
+    tail: deque[str] = deque(maxlen=30)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    try:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) as process:
+            for line in process.stdout:
+                if line.startswith(EVENT_PREFIX):
+                    event = json.loads(line[len(EVENT_PREFIX):])
+                    on_event(event["kind"], event["record"])
+                elif line.strip():
+                    tail.append(line.rstrip())
+            code = process.wait()
+    finally:
+        os.unlink(f.name)
+    if code != 0:
+        raise RuntimeError(f"torchrun training failed with exit code {code}:\n" + "\n".join(tail))
+
+
 @task(name="train")
 def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout) -> dict:
     """Train (or resume) and write the model package with the best dev-BLEU weights."""
-    logger = run_logger()
     opts = config.storage_options
+    job = TrainingJob(model=config.model.to_dict(), train=asdict(config.train), tokenizer_url=tokenizer_url,
+                      train_url=data["train"], dev_url=data["dev"], checkpoint_dir=layout.checkpoints,
+                      history_url=storage.join(layout.logs, "train.jsonl"), storage_options=opts)
+    progress = TrainProgress(config.train, layout.run_id)
+    if config.distributed.processes > 1:
+        launch_torchrun(job, config.distributed.processes, progress)
+    else:
+        run_job(job, progress)
+    return write_package(config, layout, tokenizer_url, data, progress.resumed_from)
+
+
+def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str, data: dict,
+                  resumed_from: int | None) -> dict:
+    """Package the best checkpoint's weights (the last one when there was no dev evaluation)."""
+    opts = config.storage_options
+    last = load_checkpoint(storage.join(layout.checkpoints, LAST), opts)
+    best_url = storage.join(layout.checkpoints, BEST)
+    weights = load_checkpoint(best_url, opts)["model"] if storage.exists(best_url, **opts) else last["model"]
     tokenizers = load_tokenizers(tokenizer_url, opts)
-    model_config = config.model.with_vocab(tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-    train, dev = read_parquet(data["train"], opts), read_parquet(data["dev"], opts)
-    examples, skipped = make_examples(tokenizers, train["src"].to_list(), train["tgt"].to_list(),
-                                      model_config.max_src_len, model_config.max_tgt_len)
-    if skipped:
-        logger.warning("%d training pairs exceed the model's length limits (%d/%d tokens) and are skipped",
-                       skipped, model_config.max_src_len, model_config.max_tgt_len)
-    torch.manual_seed(config.train.seed)  # the same config gives the same initial weights
-    model = build_model(model_config)
-    trainer = Trainer(model, tokenizers, config.train, examples, dev["src"].to_list(), dev["tgt"].to_list(),
-                      checkpoint_dir=layout.checkpoints, storage_options=opts)
-    trainer.on_event = TrainProgress(trainer, layout, opts)
-    logger.info("model: %d parameters, %s encoder ×%d, %s attention; %d training pairs on %s",
-                count_parameters(model), model_config.rnn_type, model_config.enc_layers,
-                model_config.attention, len(examples), trainer.device)
-    resumed_from = trainer.state.step if trainer.resume() else None
-    state: TrainState = trainer.fit(resume=False)
+    model = build_model(ModelConfig.from_dict(last["model_config"]))
+    state = last["state"]
     url = model_url(config.store, config.name, config.resolved_version)
-    save_package(url, model, tokenizers, weights=trainer.best_weights(), storage_options=opts,
-                 metrics={"history": trainer.history, "state": vars(state), "skipped_pairs": skipped,
-                          "prepare": data.get("report", {})},
+    save_package(url, model, tokenizers, weights=weights, storage_options=opts,
+                 metrics={"history": last["history"], "state": state, "prepare": data.get("report", {})},
                  extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id})
-    logger.info("model package written to %s", url)
-    return {"model": url, "steps": state.step, "best_dev_bleu": state.best_bleu,
-            "stop_reason": state.stop_reason, "resumed_from_step": resumed_from}
+    run_logger().info("model package written to %s", url)
+    return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
+            "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from}
 
 
 def _artifact_key(run_id: str, suffix: str) -> str:

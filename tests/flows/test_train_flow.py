@@ -133,3 +133,21 @@ def test_prepare_rejects_bad_input_with_a_specific_message(tmp_path, content, me
     config = tiny_config(str(tmp_path / "store"), [f"data.train={corpus}"])
     with pytest.raises(ValueError, match=message):
         prepare_data.fn(config, RunLayout(config.store, "bad"))
+
+
+def test_data_parallel_training_with_two_gloo_processes(prefect_harness, tmp_path):
+    """torchrun launches 2 CPU ranks (gloo); rank 0 checkpoints; a re-run resumes the same way."""
+    store = str(tmp_path / "store")
+    first = train_flow(tiny_config(store, ["distributed.processes=2", "train.max_steps=10",
+                                           "train.max_tokens=500"], run_id="ddp"))
+    assert first["training"]["steps"] == 10 and first["training"]["resumed_from_step"] is None
+    checkpoint = load_checkpoint(f"{store}/runs/ddp/checkpoints/last.pt")
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
+    assert checkpoint["state"]["batch_in_epoch"] % 2 == 0  # each step consumed one batch per rank
+    assert_complete_run(first)
+
+    longer = train_flow(tiny_config(store, ["distributed.processes=2", "train.max_steps=14",
+                                            "train.max_tokens=500"], run_id="ddp"))
+    assert longer["training"]["resumed_from_step"] == 10 and longer["training"]["steps"] == 14
+    (t,) = load_package(longer["model"]).translator(device="cpu").translate(["Y dijo Dios"])
+    assert t.status == "ok"

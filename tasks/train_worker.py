@@ -1,0 +1,87 @@
+"""Runs one training job: in the task's own process, or as each rank of a ``torchrun`` launch.
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m tasks.train_worker JOB.json
+
+Kept free of Prefect imports so every rank starts fast; rank 0 reports trainer events on stdout
+as ``S2S_EVENT {json}`` lines, which the train task turns into logs and a progress artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from s2s_core.distributed import ProcessGroup, init_from_env, shutdown
+from s2s_core.model import ModelConfig, build_model, count_parameters
+from s2s_core.package import load_tokenizers
+from s2s_core.prepare import read_parquet
+from s2s_core.train import TrainConfig, Trainer, TrainState, make_examples
+
+EVENT_PREFIX = "S2S_EVENT "
+
+
+@dataclass
+class TrainingJob:
+    """Everything a training process needs, as plain JSON (URLs, not data)."""
+
+    model: dict
+    train: dict
+    tokenizer_url: str
+    train_url: str
+    dev_url: str
+    checkpoint_dir: str
+    history_url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingJob:
+        return cls(**json.loads(text))
+
+
+def run_job(job: TrainingJob, on_event: Callable[[str, dict], None],
+            group: ProcessGroup | None = None) -> TrainState:
+    """Build the trainer from the job and train (resuming from the last checkpoint if any)."""
+    opts = job.storage_options
+    tokenizers = load_tokenizers(job.tokenizer_url, opts)
+    model_config = ModelConfig.from_dict(job.model).with_vocab(tokenizers.src.vocab_size,
+                                                                tokenizers.tgt.vocab_size)
+    train_config = TrainConfig.from_dict(job.train)
+    train, dev = read_parquet(job.train_url, opts), read_parquet(job.dev_url, opts)
+    examples, skipped = make_examples(tokenizers, train["src"].to_list(), train["tgt"].to_list(),
+                                      model_config.max_src_len, model_config.max_tgt_len)
+    torch.manual_seed(train_config.seed)  # the same job gives the same initial weights on every rank
+    model = build_model(model_config)
+    on_event("model", {"parameters": count_parameters(model), "skipped_pairs": skipped,
+                       "rnn_type": model_config.rnn_type, "attention": model_config.attention})
+    trainer = Trainer(model, tokenizers, train_config, examples, dev["src"].to_list(), dev["tgt"].to_list(),
+                      checkpoint_dir=job.checkpoint_dir, on_event=on_event, storage_options=opts,
+                      group=group, history_url=job.history_url)
+    return trainer.fit(resume=True)
+
+
+def print_event(kind: str, record: dict) -> None:
+    if kind != "step":
+        print(EVENT_PREFIX + json.dumps({"kind": kind, "record": record}, default=str), flush=True)
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[0], encoding="utf-8") as f:
+        job = TrainingJob.from_json(f.read())
+    group = init_from_env()
+    try:
+        run_job(job, print_event if group.is_main else (lambda kind, record: None), group)
+    finally:
+        shutdown(group)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
