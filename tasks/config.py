@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from s2s_core.model import ModelConfig
 from s2s_core.prepare import PrepareConfig
@@ -50,6 +50,12 @@ class EvaluateSection(Strict):
     examples: int = Field(5, ge=0)
 
 
+class DistributedSection(Strict):
+    """Data-parallel training: the train task launches ``torchrun`` with this many processes."""
+
+    processes: int = Field(1, ge=1, description="training processes (one per GPU; gloo on CPU)")
+
+
 class PipelineConfig(Strict):
     """Everything one train → evaluate run needs."""
 
@@ -65,6 +71,7 @@ class PipelineConfig(Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig(max_epochs=10)
     evaluate: EvaluateSection = EvaluateSection()
+    distributed: DistributedSection = DistributedSection()
 
     @field_validator("store")
     @classmethod
@@ -86,6 +93,55 @@ class PipelineConfig(Strict):
     def resolved_version(self) -> str:
         return self.version or self.resolved_run_id
 
+
+class TranslateConfig(Strict):
+    """One corpus translation (the ``s2s-translate`` flow's parameters): what, with which model, where."""
+
+    model: str = Field(description="model package URL (models/<name>/<version>)")
+    input: str = Field(description="Parquet file, directory/prefix of Parquet files, or glob (fsspec URL)")
+    output: str = Field(description="output directory URL: part-<chunk>.parquet, _done/, manifest.json")
+    text_column: str = Field("src", min_length=1)
+    id_column: str | None = Field("id", description="unique row id, checked in and out; None: no id check")
+    chunk_rows: int = Field(2000, ge=1, description="target rows per chunk (the unit of work and of resume)")
+    decode: DecodeConfig = DecodeConfig(beam_size=5)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
+    workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
+    dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
+    storage_options: dict[str, Any] = Field(default_factory=dict,
+                                            description="fsspec options for model, input and output URLs")
+
+    @field_validator("output")
+    @classmethod
+    def _output_is_a_directory(cls, value: str) -> str:
+        if not value.strip().rstrip("/"):
+            raise ValueError("output must be a directory path or URL")
+        return value.rstrip("/")
+
+    @field_validator("id_column")
+    @classmethod
+    def _empty_means_no_id(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("decode")
+    @classmethod
+    def _one_best(cls, value: DecodeConfig) -> DecodeConfig:
+        if value.n_best != 1 or value.return_attention:
+            raise ValueError("corpus translation writes the best hypothesis only: n_best must be 1")
+        return value
+
+    @model_validator(mode="after")
+    def _one_runner(self) -> TranslateConfig:
+        if self.workers is not None and self.dask_address:
+            raise ValueError("give either workers (thread pool) or dask_address, not both")
+        return self
+
+
+def validate_translate_config(data: dict) -> TranslateConfig:
+    try:
+        return TranslateConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid translate settings: {describe_validation_error(err)}") from None
 
 def apply_override(data: dict, assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML: numbers, booleans, lists, null)."""
