@@ -1,4 +1,4 @@
-"""The ``s2s`` command line: ``s2s train`` and ``s2s evaluate``.
+"""The ``s2s`` command line: ``s2s train``, ``s2s retrain``, ``s2s evaluate`` and ``s2s translate``.
 
 Errors a user can fix (missing files, bad columns, bad URLs, bad config) print one line and exit 2
 (set ``S2S_DEBUG=1`` for the traceback).
@@ -17,7 +17,7 @@ from pathlib import Path
 import fsspec
 
 from s2s_core.package import PackageError
-from tasks.config import ConfigError, EvaluateSection, load_config
+from tasks.config import ConfigError, EvaluateSection, PipelineConfig, load_config, validate_translate_config
 
 USER_ERRORS = (ConfigError, PackageError, FileNotFoundError, ValueError, KeyError)
 
@@ -41,17 +41,33 @@ def _parse_options(pairs: Sequence[str]) -> dict:
     return options
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The validated config of ``train``/``retrain``: YAML + --set + --store + --run-id, URLs checked."""
     config = load_config(args.config, args.set, store=args.store)
     if args.run_id:
         config = config.model_copy(update={"run_id": args.run_id})
     _check_url(config.store, "store", **config.storage_options)
     _check_url(config.data.train, "training data", must_exist=True, **config.storage_options)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _pipeline_config(args)
     from flows.train import train_flow  # imported late: Prefect start-up is slow, --help is not
 
     result = train_flow(config)
     print(json.dumps({k: result[k] for k in ("run", "model", "report", "scores")}, indent=2))
     print(f"\nreport: {result['report']}\nmodel:  {result['model']}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    config = _pipeline_config(args)
+    from flows.retrain import retrain_flow
+
+    result = retrain_flow(config)
+    print(json.dumps({k: result[k] for k in ("run", "model", "decision", "reason", "champion")}, indent=2))
+    print(f"\n{result['decision']}: {result['model']}\nreport: {result['report']}")
     return 0
 
 
@@ -71,6 +87,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    options = _parse_options(args.storage_option)
+    config = validate_translate_config({
+        "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
+        "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
+        "decode": {"beam_size": args.beam, "max_tokens": args.max_tokens}, "workers": args.workers,
+        "dask_address": args.dask, "storage_options": options})
+    for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output")):
+        _check_url(url, what, **options)
+    from s2s_core.corpus_job import JobSpec, preflight
+
+    preflight(JobSpec(config.input, config.output, config.text_column, config.id_column, config.chunk_rows,
+                      options), config.model)
+    from flows.translate import run_translation
+
+    result = run_translation(config)
+    keys = ("rows_in", "rows_out", "statuses", "this_run", "manifest")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s", description="Attention seq2seq translation pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--store", help="store URL for runs/ and models/ (overrides the config)")
     train.add_argument("--run-id", help="run id (default: name + config hash, so re-running resumes)")
     train.set_defaults(func=cmd_train)
+
+    retrain = sub.add_parser("retrain", help="train a challenger; promote it if it significantly beats "
+                                             "the current model (models/<name>/current)")
+    retrain.add_argument("config", help="YAML config (see configs/); thresholds in its promotion section")
+    retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set promotion.alpha=0.01 (repeatable)")
+    retrain.add_argument("--store", help="store URL for runs/ and models/ (overrides the config)")
+    retrain.add_argument("--run-id", help="run id (default: name + config hash + date, so re-running "
+                                          "the same day resumes)")
+    retrain.set_defaults(func=cmd_retrain)
 
     ev = sub.add_parser("evaluate", help="score a model package on a test set and write a report")
     ev.add_argument("--model", required=True, help="model package URL (models/<name>/<version>)")
@@ -95,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                     help="fsspec option for all URLs, e.g. endpoint_url=http://127.0.0.1:9000")
     ev.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("translate", help="translate a Parquet corpus chunk by chunk (re-running resumes)")
+    tr.add_argument("--model", required=True, help="model package URL (models/<name>/<version>)")
+    tr.add_argument("--input", required=True, help="Parquet file, directory/prefix of Parquet files, or glob")
+    tr.add_argument("--output", required=True, help="output directory URL (parts, _done/, manifest.json)")
+    tr.add_argument("--text-column", default="src")
+    tr.add_argument("--id-column", default="id", help="unique row id, checked in and out ('' for none)")
+    tr.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
+    tr.add_argument("--chunk-rows", type=int, default=2000, help="target rows per chunk (unit of resume)")
+    tr.add_argument("--max-tokens", type=int, default=6000, help="source tokens per batch")
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    runner = tr.add_mutually_exclusive_group()
+    runner.add_argument("--workers", type=int, help="thread-pool workers (default: one per GPU, else few)")
+    runner.add_argument("--dask", metavar="ADDRESS", help="run chunks on this Dask scheduler (tcp://host:8786)")
+    tr.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="fsspec option for all URLs, e.g. endpoint_url=http://127.0.0.1:9000")
+    tr.set_defaults(func=cmd_translate)
     return parser
 
 

@@ -32,7 +32,8 @@ def train_flow(config: PipelineConfig) -> dict:
     evaluation = evaluate_model(trained["model"], data["test"], layout.reports, config.evaluate,
                                 config.storage_options)
     return {"run": layout.root, "model": trained["model"], "report": evaluation["markdown"],
-            "scores": evaluation["scores"], "training": trained, "prepare": data["report"]}
+            "scores": evaluation["scores"], "training": trained, "prepare": data["report"],
+            "tests": data["test"]}
 
 
 if __name__ == "__main__":

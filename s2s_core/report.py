@@ -234,3 +234,48 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES)
     if report.get("figures"):
         lines += ["## Figures", "", *_figures(report["figures"])]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- champion/challenger comparison
+def _comparison_table(paired: Mapping[str, Mapping]) -> list[str]:
+    """Markdown table: metric | champion | challenger | delta | p-value | challenger 95% CI."""
+    lines = ["| metric | champion | challenger | Δ | p-value | challenger 95% CI |",
+             "|---|---:|---:|---:|---:|---|"]
+    for name, r in paired.items():
+        ci = r.get("system_ci95")
+        ci_text = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "–"
+        lines.append(f"| {_md(name)} | {r['baseline']:.2f} | {r['system']:.2f} | {r['delta']:+.2f} | "
+                     f"{r['p_value']:.4f} | {ci_text} |")
+    return lines
+
+
+def render_comparison_markdown(report: Mapping[str, Any]) -> str:
+    """Markdown for a retrain decision: outcome, reason, models and per-test-set paired scores.
+
+    ``report`` keys: ``name``, ``decision`` ("promoted"/"rejected"), ``reason``, ``challenger`` and
+    ``champion`` (``{"version", "model", "scores": {test: {metric: score}}}``; champion may be None),
+    ``comparison`` (``{test: paired_bootstrap output}`` or None) and ``promotion`` (the settings).
+    """
+    challenger, champion = report["challenger"], report.get("champion")
+    lines = [f"# Retrain {_md(report.get('name', ''))}: challenger {report['decision']}".rstrip(), "",
+             f"**Decision: {_md(report['decision'])}.** {_md(report['reason'])}", "",
+             "| role | version | model |", "|---|---|---|",
+             f"| challenger | {_md(challenger['version'])} | `{challenger['model']}` |"]
+    if champion:
+        lines.append(f"| champion | {_md(champion['version'])} | `{champion['model']}` |")
+    lines.append("")
+    if champion and report.get("comparison"):
+        lines += ["The champion was re-evaluated on the same sentences with the same decoding settings: "
+                  "[champion/report.md](champion/report.md).", ""]
+    comparison = report.get("comparison") or {}
+    for test, scores in challenger.get("scores", {}).items():
+        lines += [f"## {_md(test)}", ""]
+        if test in comparison:
+            lines += [*_comparison_table(comparison[test]), ""]
+            lines += [f"- {_md(m)}: `{r['signature']}`" for m, r in comparison[test].items()] + [""]
+        else:
+            lines += ["| metric | challenger |", "|---|---:|"]
+            lines += [f"| {_md(m)} | {v:.2f} |" for m, v in scores.items()] + [""]
+    if report.get("promotion"):
+        lines += ["## Settings", "", f"Promotion: {_fmt_mapping(report['promotion'])}", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from s2s_core.model import ModelConfig
 from s2s_core.prepare import PrepareConfig
+from s2s_core.promotion import PromotionConfig
 from s2s_core.tokenizer import TokenizerConfig
 from s2s_core.train import TrainConfig
 from s2s_core.translate import DecodeConfig
@@ -72,6 +73,9 @@ class PipelineConfig(Strict):
     train: TrainConfig = TrainConfig(max_epochs=10)
     evaluate: EvaluateSection = EvaluateSection()
     distributed: DistributedSection = DistributedSection()
+    # Used by retrain-and-evaluate only; lives here so one YAML (and one deployment schema) serves
+    # both flows. Not part of the fingerprint: changing a threshold must not start a new run.
+    promotion: PromotionConfig = PromotionConfig()
 
     @field_validator("store")
     @classmethod
@@ -82,7 +86,8 @@ class PipelineConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the result (not where it is stored)."""
-        payload = self.model_dump(mode="json", exclude={"store", "storage_options", "run_id", "version"})
+        payload = self.model_dump(mode="json", exclude={"store", "storage_options", "run_id", "version",
+                                                    "promotion"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

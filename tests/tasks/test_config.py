@@ -59,3 +59,10 @@ def test_flow_parameter_schema_exposes_sections():
     schema = PipelineConfig.model_json_schema()
     assert {"name", "store", "data", "model", "train", "tokenizer", "evaluate"} <= set(schema["properties"])
     assert schema["required"] == ["name", "data"]
+
+
+def test_promotion_settings_are_typed_and_do_not_change_the_run_id():
+    a = load_config(ROOT / "configs/tiny.yaml")
+    b = load_config(ROOT / "configs/tiny.yaml", ["promotion.alpha=0.01", "promotion.min_bleu_gain=1"])
+    assert a.promotion.alpha == 0.05 and b.promotion.alpha == 0.01
+    assert a.resolved_run_id == b.resolved_run_id  # thresholds judge a model, they do not shape it

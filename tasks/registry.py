@@ -1,0 +1,93 @@
+"""Registry tasks for retrain-and-evaluate: find the champion, compare, decide, publish the comparison."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from s2s_core import storage
+from s2s_core.prepare import read_parquet
+from s2s_core.promotion import PromotionConfig, decide
+from s2s_core.registry import Champion, PromotionConflict, Registry
+from s2s_core.report import render_comparison_markdown
+from s2s_core.significance import paired_bootstrap
+from tasks.common import retry_on_transient_io, run_logger
+from tasks.train import _artifact_key
+
+
+def _champion(record: dict | None) -> Champion | None:
+    return Champion(record["seq"], record["version"], record["model"], record) if record else None
+
+
+# Never cached: the champion read here is the base of the compare-and-swap, so it must be fresh.
+@task(name="find-champion", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
+      cache_policy=NONE)
+def find_champion(store: str, name: str, storage_options: dict[str, Any]) -> dict | None:
+    """The promotion record of the serving model, or None before the first promotion."""
+    champion = Registry(store, name, storage_options).champion()
+    return champion.record if champion else None
+
+
+@task(name="compare-with-champion", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient_io)
+def compare_with_champion(challenger_reports: str, champion_reports: str, tests: list[str],
+                          n_bootstrap: int, storage_options: dict[str, Any]) -> dict:
+    """Paired bootstrap of both models' translations of each test set (``<test>.translations.parquet``)."""
+    out = {}
+    for test in tests:
+        name = f"{test}.translations.parquet"
+        challenger = read_parquet(storage.join(challenger_reports, name), storage_options)
+        champion = read_parquet(storage.join(champion_reports, name), storage_options)
+        # A paired test is only meaningful on the very same sentences in the same order.
+        if challenger.select("src", "tgt").to_dicts() != champion.select("src", "tgt").to_dicts():
+            raise ValueError(f"test set {test!r}: the two models' translations are not of the same sentences")
+        out[test] = paired_bootstrap(challenger["hyp"].to_list(), champion["hyp"].to_list(),
+                                     challenger["tgt"].to_list(), n_bootstrap=n_bootstrap)
+        run_logger().info("%s: %s", test, ", ".join(
+            f"{m.upper()} {r['delta']:+.2f} (p={r['p_value']:.3g})" for m, r in out[test].items()))
+    return out
+
+
+# No retries: a rejection retried would be recorded twice (promotions are idempotent per run).
+@task(name="decide-and-record", cache_policy=NONE)
+def decide_and_record(store: str, name: str, version: str, run_id: str, champion: dict | None,
+                      scores: dict, comparison: dict | None, settings: PromotionConfig,
+                      storage_options: dict[str, Any], failure: str | None = None) -> dict:
+    """Apply the decision rule and record it: promote by compare-and-swap, or record the rejection."""
+    logger = run_logger()
+    registry, base = Registry(store, name, storage_options), _champion(champion)
+    details = {"scores": scores, "comparison": comparison, "promotion": settings.to_dict()}
+    if failure:
+        promote, reason = False, failure
+    elif base and base.version == version:
+        promote, reason = False, f"{version} is already the champion (promotion {base.seq})"
+    else:
+        decision = decide(scores, comparison, settings)
+        promote, reason = decision.promote, decision.reason
+    if promote:
+        try:
+            record = registry.promote(version, base, reason, details, run_id=run_id)
+            logger.info("promoted %s (promotion %d): %s", version, record["seq"], reason)
+            return record
+        except PromotionConflict as err:
+            reason = f"{err}; the comparison was against a champion that is no longer serving"
+    record = registry.reject(version, base, reason, details, run_id=run_id)
+    logger.info("rejected %s: %s", version, reason)
+    return record
+
+
+@task(name="publish-comparison", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+def publish_comparison(report: dict, report_url: str, run_id: str, storage_options: dict[str, Any]) -> dict:
+    """Write ``comparison.json`` and ``comparison.md`` under ``report_url``; publish the markdown."""
+    markdown = render_comparison_markdown(report)
+    urls = {"json": storage.join(report_url, "comparison.json"),
+            "markdown": storage.join(report_url, "comparison.md")}
+    storage.write_text(urls["json"], json.dumps(report, indent=2, default=str), **storage_options)
+    storage.write_text(urls["markdown"], markdown, **storage_options)
+    create_markdown_artifact(markdown, key=_artifact_key(run_id, "retrain"),
+                             description=f"retrain decision ({urls['markdown']})")
+    return urls
