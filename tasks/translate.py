@@ -1,0 +1,184 @@
+"""Corpus translation tasks: plan the chunks, translate one chunk, verify and write the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+
+from s2s_core import corpus_job, parts, storage
+from s2s_core.corpus import Chunk
+from s2s_core.corpus_job import JobPlan, JobSpec
+from s2s_core.manifest import finalize_job
+from s2s_core.package import load_package
+from s2s_core.registry import resolve_model
+from s2s_core.translate import Translator
+from tasks.common import retry_on_transient_io, run_logger
+from tasks.config import TranslateConfig
+
+# One model per (package, device, amp) per worker process: a Dask worker or the flow's process
+# loads it once and every chunk it runs reuses it. The lock stops two threads loading it twice.
+_TRANSLATORS: dict[tuple[str, str, str], Translator] = {}
+_LOADS: Counter[tuple[str, str, str]] = Counter()
+_LOCK = threading.Lock()
+_FREE_GPUS: queue.Queue[str] | None = None
+
+
+def job_spec(config: TranslateConfig) -> JobSpec:
+    return JobSpec(config.input, config.output, config.text_column, config.id_column, config.chunk_rows,
+                   config.storage_options)
+
+
+def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator, int]:
+    """This process's translator for the config's model, and how often this process loaded it."""
+    key = (config.model, device, config.amp)
+    with _LOCK:
+        if key not in _TRANSLATORS:
+            package = load_package(config.model, device=device, storage_options=config.storage_options)
+            _TRANSLATORS[key] = package.translator(device, config.amp)
+            _LOADS[key] += 1
+        return _TRANSLATORS[key], _LOADS[key]
+
+
+@contextmanager
+def leased_device(requested: str) -> Iterator[str]:
+    """With ``auto`` and several GPUs, each concurrently running chunk holds a GPU of its own."""
+    global _FREE_GPUS
+    if requested != "auto" or torch.cuda.device_count() < 2:
+        yield requested
+        return
+    with _LOCK:
+        if _FREE_GPUS is None:
+            _FREE_GPUS = queue.Queue()
+            for i in range(torch.cuda.device_count()):
+                _FREE_GPUS.put(f"cuda:{i}")
+    device = _FREE_GPUS.get()  # the thread pool has one worker per GPU, so one is always free
+    try:
+        yield device
+    finally:
+        _FREE_GPUS.put(device)
+
+
+@task(name="plan-chunks", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
+      cache_policy=NONE)
+def plan_chunks(config: TranslateConfig) -> dict:
+    """Plan the chunks, pin the plan in the output, and find the chunks not yet committed.
+
+    A registry URL (``<store>/models/<name>``) is resolved here, once: every chunk of the run uses
+    the package that was serving when it started (returned as ``model``).
+    """
+    logger = run_logger()
+    model_url = resolve_model(config.model, config.storage_options)
+    model = corpus_job.model_identity(model_url, config.storage_options)
+    plan = corpus_job.plan_job(job_spec(config), model, config.decode)
+    committed = parts.committed_ids(config.output, config.storage_options)
+    pending = [c for c in plan.chunks if c.id not in committed]
+    logger.info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, %d to translate",
+                config.input, plan.corpus.rows, len(plan.corpus.files), len(plan.chunks), config.chunk_rows,
+                len(plan.chunks) - len(pending), len(pending))
+    return {"plan": plan, "pending": pending, "model": model_url}
+
+
+@task(name="translate-chunk", task_run_name="translate-{chunk.id}", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient_io, cache_policy=NONE)
+def translate_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str) -> dict:
+    """Translate and commit one chunk; returns its marker plus this worker's pid and model loads."""
+    with leased_device(config.device) as device:
+        record = corpus_job.translate_chunk(lambda: cached_translator(config, device)[0], job_spec(config),
+                                            plan_fingerprint, chunk, config.decode)
+        loads = _LOADS[(config.model, device, config.amp)]
+    return {**record, "worker_pid": os.getpid(), "model_loads": loads}
+
+
+@task(name="finalize", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
+      cache_policy=NONE)
+def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
+    """Verify every row is in the output exactly once and write ``manifest.json``."""
+    manifest = finalize_job(job_spec(config), plan, corpus_job.decode_settings(config.decode), this_run)
+    summary = {k: v for k, v in manifest.items() if k != "chunks"}
+    summary["manifest"] = storage.join(config.output, parts.MANIFEST)
+    run_logger().info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
+                      manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
+    create_markdown_artifact(_markdown(summary), key=artifact_key(config.output, "manifest"),
+                             description=f"corpus translation {config.output}")
+    return summary
+
+
+def artifact_key(output: str, suffix: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes: name the output by a hash."""
+    return f"translate-{hashlib.sha1(output.encode()).hexdigest()[:12]}-{suffix}"
+
+
+class ChunkProgress:
+    """Counts finished chunks, logs a progress line and updates a progress artifact."""
+
+    def __init__(self, plan: JobPlan, pending: list[Chunk], output: str):
+        self.logger = run_logger()
+        self.total_chunks, self.total_rows = len(plan.chunks), plan.corpus.rows
+        self.skipped = self.total_chunks - len(pending)
+        self.done_chunks, self.done_rows = self.skipped, self.total_rows - sum(c.rows for c in pending)
+        self.translated = self.rows = self.model_seconds = 0
+        self.workers: dict[str, dict] = {}
+        self.started = time.perf_counter()
+        self.artifact = create_progress_artifact(self.percent, key=artifact_key(output, "progress"),
+                                                 description=f"chunks of {output} committed")
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.done_rows / self.total_rows, 1) if self.total_rows else 100.0
+
+    def update(self, record: dict) -> None:
+        self.done_chunks += 1
+        self.done_rows += record["rows_in"]
+        if record["skipped"]:  # committed by another attempt in the meantime
+            self.skipped += 1
+        else:
+            self.translated += 1
+            self.rows += record["rows_in"]
+            self.model_seconds += record["seconds"]["translate"]
+        worker = self.workers.setdefault(str(record["worker_pid"]), {"chunks": 0, "model_loads": 0})
+        worker["chunks"] += 1
+        worker["model_loads"] = max(worker["model_loads"], record["model_loads"])
+        elapsed = time.perf_counter() - self.started
+        rate = self.rows / elapsed if elapsed else 0.0
+        eta = (self.total_rows - self.done_rows) / rate if rate else float("nan")
+        self.logger.info("chunks %d/%d, rows %d/%d (%.1f%%), %.1f rows/s, eta %.0f s",
+                         self.done_chunks, self.total_chunks, self.done_rows, self.total_rows, self.percent,
+                         rate, eta)
+        update_progress_artifact(self.artifact, self.percent)
+
+    def summary(self) -> dict:
+        """This run's share of the work and its wall-clock throughput."""
+        wall = time.perf_counter() - self.started
+        return {"chunks_translated": self.translated, "chunks_skipped": self.skipped,
+                "rows_translated": self.rows, "wall_seconds": round(wall, 3),
+                "rows_per_second": round(self.rows / wall, 2) if wall else 0.0,
+                "model_seconds": round(self.model_seconds, 3), "workers": self.workers}
+
+
+def _statuses(counts: dict) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def _markdown(summary: dict) -> str:
+    run = summary["this_run"]
+    return "\n".join([
+        f"# Corpus translation: {summary['model'].get('name')} {summary['model'].get('version')}",
+        f"- input: `{summary['input']}` → output: `{summary['output']}`",
+        f"- rows in: {summary['rows_in']}, rows out: {summary['rows_out']} "
+        f"({_statuses(summary['statuses'])})",
+        f"- ids: {summary['ids']}",
+        f"- decode: {summary['decode']}",
+        f"- this run: {run.get('chunks_translated', 0)} chunks translated, {run.get('chunks_skipped', 0)} "
+        f"skipped, {run.get('rows_per_second', 0)} rows/s",
+        f"- manifest: `{summary['manifest']}`"])
