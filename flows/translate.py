@@ -34,7 +34,8 @@ def translate_flow(config: TranslateConfig) -> dict:
     """Translate ``config.input`` into ``config.output``; every input row becomes one output row."""
     planned = plan_chunks(config)
     plan, pending = planned["plan"], planned["pending"]
-    config = config.model_copy(update={"model": planned["model"]})  # a registry URL, resolved once
+    # A registry URL is resolved once, and with output_per_version so is the output directory.
+    config = config.model_copy(update={"model": planned["model"], "output": planned["output"]})
     progress = ChunkProgress(plan, pending, config.output)
     futures = translate_chunk.map(pending, config=unmapped(config),
                                   plan_fingerprint=unmapped(plan.fingerprint))

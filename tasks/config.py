@@ -113,6 +113,10 @@ class TranslateConfig(Strict):
     amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
     workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
     dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
+    output_per_version: bool = Field(
+        False, description="write under <output>/<model version>/: for schedules that follow the "
+                           "serving model, so a promotion starts a new output instead of clashing "
+                           "with the pinned plan of the old one")
     storage_options: dict[str, Any] = Field(default_factory=dict,
                                             description="fsspec options for model, input and output URLs")
 

@@ -79,6 +79,9 @@ def plan_chunks(config: TranslateConfig) -> dict:
     """
     logger = run_logger()
     model_url = resolve_model(config.model, config.storage_options)
+    if config.output_per_version:
+        version = model_url.rstrip("/").rsplit("/", 1)[-1]
+        config = config.model_copy(update={"output": storage.join(config.output, version)})
     model = corpus_job.model_identity(model_url, config.storage_options)
     plan = corpus_job.plan_job(job_spec(config), model, config.decode)
     committed = parts.committed_ids(config.output, config.storage_options)
@@ -86,7 +89,7 @@ def plan_chunks(config: TranslateConfig) -> dict:
     logger.info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, %d to translate",
                 config.input, plan.corpus.rows, len(plan.corpus.files), len(plan.chunks), config.chunk_rows,
                 len(plan.chunks) - len(pending), len(pending))
-    return {"plan": plan, "pending": pending, "model": model_url}
+    return {"plan": plan, "pending": pending, "model": model_url, "output": config.output}
 
 
 @task(name="translate-chunk", task_run_name="translate-{chunk.id}", retries=2, retry_delay_seconds=5,
