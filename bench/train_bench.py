@@ -7,16 +7,15 @@ measure test BLEU/chrF and translation speed. Prints one JSON document (also wri
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import torch
+from common import emit, peak_rss_mb
 
 from s2s_core.metrics import corpus_scores
 from s2s_core.model import ModelConfig, build_model, count_parameters
@@ -34,10 +33,6 @@ def reference_model_config(vocab_size: int) -> ModelConfig:
                        emb_dim=256, enc_hidden=256, enc_layers=1, bidirectional=True,
                        dec_hidden=512, dec_layers=1, attention="additive", dropout=0.2,
                        tie_embeddings=True, share_embeddings=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def decode_speed(translator: Translator, src: list[str], refs: list[str], beam: int) -> dict:
@@ -129,16 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
                                 "dev_bleu": round(r["dev_bleu"], 2), "dev_chrf": round(r["dev_chrf"], 2)}
                                for r in trainer.history if "dev_bleu" in r],
         "test": decode,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if device.type == "cuda":
         result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from common import emit, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bible-es-en" / "test.parquet"
@@ -86,7 +86,7 @@ def run_child(spec: dict) -> dict:
         "outside_model_seconds": {"read": seconds["read"], "load": seconds["load"], "write": seconds["write"],
                                   "plan_verify_prefect": round(wall - seconds["total"] / spec["workers"], 2)},
         "statuses": result["statuses"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -187,12 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rss_growth_mb": round(max(rss.values()) - min(rss.values()), 1) if len(rss) > 1 else None,
         "runs": results,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":
