@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data/bible-es-en
-DEMO_MINUTES ?= 5
+DEMO_MINUTES ?= 10
 
 .PHONY: install demo test lint bench data clean
 
