@@ -32,3 +32,9 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("s2s.tasks")
+
+
+def artifact_key(name: str, suffix: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only) for ``name`` + ``suffix``."""
+    clean = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    return f"{clean}-{suffix}"[:100]

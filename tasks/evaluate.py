@@ -16,9 +16,8 @@ from s2s_core.package import load_package
 from s2s_core.prepare import PrepareConfig, read_parallel, write_parquet
 from s2s_core.report import attention_heatmap_png, render_markdown, score_with_ci, training_curve_png
 from s2s_core.tokenizer import EOS_ID
-from tasks.common import retry_on_transient_io, run_logger
+from tasks.common import artifact_key, retry_on_transient_io, run_logger
 from tasks.config import EvaluateSection
-from tasks.train import _artifact_key
 
 
 @task(name="evaluate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
@@ -72,7 +71,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
     markdown = render_markdown(report, max_examples=settings.examples)
     storage.write_text(storage.join(report_url, "report.json"), json.dumps(report, indent=2), **opts)
     storage.write_text(storage.join(report_url, "report.md"), markdown, **opts)
-    key = _artifact_key(str(package.config.get("run_id") or title), "evaluation")
+    key = artifact_key(str(package.config.get("run_id") or title), "evaluation")
     create_markdown_artifact(markdown, key=key, description=f"evaluation report ({report_url})")
     create_table_artifact(
         [{"test_set": name, "rows": ts["rows"], **{m: round(s["score"], 2) for m, s in ts["scores"].items()},

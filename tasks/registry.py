@@ -15,8 +15,7 @@ from s2s_core.promotion import PromotionConfig, decide
 from s2s_core.registry import Champion, PromotionConflict, Registry
 from s2s_core.report import render_comparison_markdown
 from s2s_core.significance import paired_bootstrap
-from tasks.common import retry_on_transient_io, run_logger
-from tasks.train import _artifact_key
+from tasks.common import artifact_key, retry_on_transient_io, run_logger
 
 
 def _champion(record: dict | None) -> Champion | None:
@@ -88,6 +87,6 @@ def publish_comparison(report: dict, report_url: str, run_id: str, storage_optio
             "markdown": storage.join(report_url, "comparison.md")}
     storage.write_text(urls["json"], json.dumps(report, indent=2, default=str), **storage_options)
     storage.write_text(urls["markdown"], markdown, **storage_options)
-    create_markdown_artifact(markdown, key=_artifact_key(run_id, "retrain"),
+    create_markdown_artifact(markdown, key=artifact_key(run_id, "retrain"),
                              description=f"retrain decision ({urls['markdown']})")
     return urls

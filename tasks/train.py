@@ -18,7 +18,7 @@ from s2s_core import storage
 from s2s_core.model import ModelConfig, build_model
 from s2s_core.package import load_tokenizers, save_package
 from s2s_core.train import BEST, LAST, TrainConfig, load_checkpoint
-from tasks.common import run_logger
+from tasks.common import artifact_key, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
 from tasks.train_worker import EVENT_PREFIX, TrainingJob, run_job
@@ -44,7 +44,7 @@ class TrainProgress:
         self.logger = run_logger()
         self.batches_per_epoch = 0
         self.resumed_from: int | None = None
-        self.artifact = create_progress_artifact(0.0, key=_artifact_key(run_id, "train-progress"),
+        self.artifact = create_progress_artifact(0.0, key=artifact_key(run_id, "train-progress"),
                                                  description=f"training {run_id}")
 
     def __call__(self, kind: str, record: dict) -> None:
@@ -131,12 +131,6 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
     run_logger().info("model package written to %s", url)
     return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
             "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from}
-
-
-def _artifact_key(run_id: str, suffix: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    clean = "".join(c if c.isalnum() else "-" for c in run_id.lower())
-    return f"{clean}-{suffix}"[:100]
 
 
 def _brief(record: dict) -> str:

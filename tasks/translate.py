@@ -23,7 +23,7 @@ from s2s_core.manifest import finalize_job
 from s2s_core.package import load_package
 from s2s_core.registry import resolve_model
 from s2s_core.translate import Translator
-from tasks.common import retry_on_transient_io, run_logger
+from tasks.common import artifact_key, retry_on_transient_io, run_logger
 from tasks.config import TranslateConfig
 
 # One model per (package, device, amp) per worker process: a Dask worker or the flow's process
@@ -112,14 +112,14 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     summary["manifest"] = storage.join(config.output, parts.MANIFEST)
     run_logger().info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
                       manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
-    create_markdown_artifact(_markdown(summary), key=artifact_key(config.output, "manifest"),
+    create_markdown_artifact(_markdown(summary), key=output_artifact_key(config.output, "manifest"),
                              description=f"corpus translation {config.output}")
     return summary
 
 
-def artifact_key(output: str, suffix: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes: name the output by a hash."""
-    return f"translate-{hashlib.sha1(output.encode()).hexdigest()[:12]}-{suffix}"
+def output_artifact_key(output: str, suffix: str) -> str:
+    """Outputs are URLs: name them in artifact keys by a short hash."""
+    return artifact_key(f"translate-{hashlib.sha1(output.encode()).hexdigest()[:12]}", suffix)
 
 
 class ChunkProgress:
@@ -133,7 +133,7 @@ class ChunkProgress:
         self.translated = self.rows = self.model_seconds = 0
         self.workers: dict[str, dict] = {}
         self.started = time.perf_counter()
-        self.artifact = create_progress_artifact(self.percent, key=artifact_key(output, "progress"),
+        self.artifact = create_progress_artifact(self.percent, key=output_artifact_key(output, "progress"),
                                                  description=f"chunks of {output} committed")
 
     @property

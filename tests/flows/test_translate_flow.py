@@ -118,9 +118,10 @@ def progress_artifact(output: str) -> float:
     import httpx
     from prefect.settings import PREFECT_API_URL
 
-    from tasks.translate import artifact_key
+    from tasks.translate import output_artifact_key
 
-    response = httpx.get(f"{PREFECT_API_URL.value()}/artifacts/{artifact_key(output, 'progress')}/latest")
+    key = output_artifact_key(output, "progress")
+    response = httpx.get(f"{PREFECT_API_URL.value()}/artifacts/{key}/latest")
     response.raise_for_status()
     return response.json()["data"]
 
