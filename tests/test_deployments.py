@@ -15,7 +15,7 @@ from prefect.server.schemas.schedules import CronSchedule as ServerCronSchedule
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
-from tasks.config import PipelineConfig, TranslateConfig
+from tasks.config import PipelineConfig, TranslateConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
@@ -69,3 +69,12 @@ def test_retraining_runs_weekly():
     cron = ServerCronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     dates = asyncio.run(cron.get_dates(n=3, start=datetime(2026, 1, 1, tzinfo=UTC)))
     assert [b - a for a, b in zip(dates, dates[1:], strict=False)] == [timedelta(days=7)] * 2
+
+
+def test_retrain_deployment_trains_the_shipped_benchmark_config():
+    """prefect.yaml repeats configs/bible-es-en.yaml inline (no YAML includes): keep them in step."""
+    deployment = next(d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+                      if d["name"] == "retrain-weekly")
+    inline = PipelineConfig.model_validate(deployment["parameters"]["config"])
+    shipped = load_config(ROOT / "configs" / "bible-es-en.yaml")
+    assert inline.model_dump(exclude={"promotion"}) == shipped.model_dump(exclude={"promotion"})
