@@ -219,8 +219,7 @@ class Trainer:
         return broadcast_object(record, self.group)
 
     def _evaluate(self) -> dict:
-        translator = Translator(self.model, self.tokenizers, self.device)
-        translator.amp_dtype = self.amp_dtype
+        translator = Translator(self.model, self.tokenizers, self.device, amp=self.config.amp)
         start = time.perf_counter()
         hyps = [t.text for t in translator.translate(
             self.dev_src, DecodeConfig(beam_size=self.config.eval_beam_size))]

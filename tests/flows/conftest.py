@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,3 +33,25 @@ def tiny_run(prefect_harness, tmp_path_factory):
 
     config = tiny_config(str(tmp_path_factory.mktemp("store")))
     return config, train_flow(config)
+
+
+def run_flow_until_killed(args: list[str], ready: Callable[[], bool], what: str,
+                          timeout: float = 240, poll: float = 0.1) -> None:
+    """Run ``python -m <args>`` against the test harness's API and SIGKILL it once ``ready()``.
+
+    The process runs in its own session so the kill takes its children too, as a preemption would.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, f"the flow ended before {what}"
+            assert time.monotonic() < deadline, f"not {what} within {timeout:.0f} s"
+            time.sleep(poll)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

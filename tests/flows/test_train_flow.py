@@ -1,9 +1,4 @@
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +10,7 @@ from s2s_core import storage
 from s2s_core.package import load_package
 from s2s_core.train import load_checkpoint
 
-from .conftest import FAST, ROOT, TINY, tiny_config
+from .conftest import FAST, ROOT, TINY, run_flow_until_killed, tiny_config
 
 
 def assert_complete_run(result: dict, opts: dict | None = None) -> None:
@@ -66,25 +61,14 @@ def test_tiny_config_trains_end_to_end_on_s3(prefect_harness, s3_server, tmp_pat
 
 def test_rerunning_a_killed_train_flow_resumes_from_its_checkpoint(prefect_harness, tmp_path):
     """SIGKILL the flow's process mid-training, run the same command again: it resumes."""
-    from prefect.settings import PREFECT_API_URL
-
     store = tmp_path / "store"
     overrides = ["train.max_steps=90", "train.checkpoint_every=10", "train.eval_every=0"]
     args = [arg for o in [*FAST, *overrides] for arg in ("--set", o)]
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows.train", str(TINY), "--store", str(store),
-         "--set", f"data.train={ROOT / 'examples/tiny/pairs.tsv'}", *args],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(store.glob("runs/*/checkpoints/last.pt")):
-            assert process.poll() is None, "the flow ended before writing a checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    run_flow_until_killed(
+        ["flows.train", str(TINY), "--store", str(store), "--set",
+         f"data.train={ROOT / 'examples/tiny/pairs.tsv'}", *args],
+        ready=lambda: bool(list(store.glob("runs/*/checkpoints/last.pt"))), what="writing a checkpoint",
+        poll=0.2)
     (checkpoint,) = store.glob("runs/*/checkpoints/last.pt")
     killed_at = load_checkpoint(str(checkpoint))["state"]["step"]
     assert 0 < killed_at < 90

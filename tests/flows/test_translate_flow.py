@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +16,7 @@ from flows.cli import main
 from flows.translate import run_translation
 from tasks.config import TranslateConfig
 
-from .conftest import ROOT
+from .conftest import ROOT, run_flow_until_killed
 
 PAIRS = ROOT / "examples/tiny/pairs.tsv"
 FAST_DECODE = {"beam_size": 1, "max_len_extra": 3}
@@ -128,24 +124,11 @@ def progress_artifact(output: str) -> float:
 
 def test_killed_flow_resumes_without_redoing_committed_chunks(prefect_harness, reference, tmp_path):
     """SIGKILL the flow's process after some chunks commit; the same command finishes the rest."""
-    from prefect.settings import PREFECT_API_URL
-
     output = tmp_path / "out"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "flows.translate", "--model", reference["model"],
-               "--input", str(reference["corpus"]), "--output", str(output), "--beam", "1",
-               "--chunk-rows", "10", "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while len(list(output.glob("_done/*.json"))) < 3:
-            assert process.poll() is None, "the flow ended before committing 3 chunks"
-            assert time.monotonic() < deadline, "no 3 chunks committed within 240 s"
-            time.sleep(0.02)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    run_flow_until_killed(
+        ["flows.translate", "--model", reference["model"], "--input", str(reference["corpus"]),
+         "--output", str(output), "--beam", "1", "--chunk-rows", "10", "--workers", "1"],
+        ready=lambda: len(list(output.glob("_done/*.json"))) >= 3, what="committing 3 chunks", poll=0.02)
     markers = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in output.glob("_done/*.json")}
     committed_parts = {f"part-{name[:-5]}.parquet" for name in markers}
     part_mtimes = {p.name: p.stat().st_mtime_ns for p in output.glob("part-*.parquet")
