@@ -17,12 +17,12 @@ import polars as pl
 import torch
 from common import emit, peak_rss_mb
 
-from s2s_core.metrics import corpus_scores
-from s2s_core.model import ModelConfig, build_model, count_parameters
-from s2s_core.package import save_package
-from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
-from s2s_core.train import TrainConfig, Trainer, make_examples
-from s2s_core.translate import DecodeConfig, Translator
+from s2s_core.evaluation.metrics import corpus_scores
+from s2s_core.inference.package import save_package
+from s2s_core.inference.translator import DecodeConfig, Translator
+from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
+from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
+from s2s_core.training.trainer import TrainConfig, Trainer, make_examples
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bible-es-en"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fsspec
 
-from s2s_core.package import PackageError
+from s2s_core.inference.package import PackageError
 from tasks.config import ConfigError, EvaluateSection, PipelineConfig, load_config, validate_translate_config
 
 USER_ERRORS = (ConfigError, PackageError, FileNotFoundError, ValueError, KeyError)
@@ -96,7 +96,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         "dask_address": args.dask, "storage_options": options})
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output")):
         _check_url(url, what, **options)
-    from s2s_core.corpus_job import JobSpec, preflight
+    from s2s_core.corpus.plan import JobSpec, preflight
 
     preflight(JobSpec(config.input, config.output, config.text_column, config.id_column, config.chunk_rows,
                       options), config.model)

@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from s2s_core.model import ModelConfig
-from s2s_core.prepare import PrepareConfig
-from s2s_core.promotion import PromotionConfig
-from s2s_core.tokenizer import TokenizerConfig
-from s2s_core.train import TrainConfig
-from s2s_core.translate import DecodeConfig
+from s2s_core.inference.translator import DecodeConfig
+from s2s_core.model.seq2seq import ModelConfig
+from s2s_core.registry.promotion import PromotionConfig
+from s2s_core.text.prepare import PrepareConfig
+from s2s_core.text.tokenizer import TokenizerConfig
+from s2s_core.training.trainer import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 

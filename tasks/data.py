@@ -10,7 +10,7 @@ import polars as pl
 from prefect import task
 
 from s2s_core import storage
-from s2s_core.prepare import (
+from s2s_core.text.prepare import (
     FILTER_RULES,
     PrepareConfig,
     clean_parallel,

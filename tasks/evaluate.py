@@ -12,10 +12,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from s2s_core import storage
-from s2s_core.package import load_package
-from s2s_core.prepare import PrepareConfig, read_parallel, write_parquet
-from s2s_core.report import attention_heatmap_png, render_markdown, score_with_ci, training_curve_png
-from s2s_core.tokenizer import EOS_ID
+from s2s_core.evaluation.report import (
+    attention_heatmap_png,
+    render_markdown,
+    score_with_ci,
+    training_curve_png,
+)
+from s2s_core.inference.package import load_package
+from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
+from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import artifact_key, retry_on_transient_io, run_logger
 from tasks.config import EvaluateSection
 

@@ -10,11 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from s2s_core import storage
-from s2s_core.prepare import read_parquet
-from s2s_core.promotion import PromotionConfig, decide
-from s2s_core.registry import Champion, PromotionConflict, Registry
-from s2s_core.report import render_comparison_markdown
-from s2s_core.significance import paired_bootstrap
+from s2s_core.evaluation.report import render_comparison_markdown
+from s2s_core.evaluation.significance import paired_bootstrap
+from s2s_core.registry.promotion import PromotionConfig, decide
+from s2s_core.registry.registry import Champion, PromotionConflict, Registry
+from s2s_core.text.prepare import read_parquet
 from tasks.common import artifact_key, retry_on_transient_io, run_logger
 
 

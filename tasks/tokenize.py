@@ -11,9 +11,9 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from s2s_core import storage
-from s2s_core.package import TOKENIZER_CONFIG, save_tokenizers
-from s2s_core.prepare import read_parquet
-from s2s_core.tokenizer import TokenizerConfig, train_tokenizers
+from s2s_core.inference.package import TOKENIZER_CONFIG, save_tokenizers
+from s2s_core.text.prepare import read_parquet
+from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
 from tasks.common import retry_on_transient_io, run_logger
 
 

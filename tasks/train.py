@@ -15,9 +15,9 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from s2s_core import storage
-from s2s_core.model import ModelConfig, build_model
-from s2s_core.package import load_tokenizers, save_package
-from s2s_core.train import BEST, LAST, TrainConfig, load_checkpoint
+from s2s_core.inference.package import load_tokenizers, save_package
+from s2s_core.model.seq2seq import ModelConfig, build_model
+from s2s_core.training.trainer import BEST, LAST, TrainConfig, load_checkpoint
 from tasks.common import artifact_key, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url

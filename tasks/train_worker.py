@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from s2s_core.distributed import ProcessGroup, init_from_env, shutdown
-from s2s_core.model import ModelConfig, build_model, count_parameters
-from s2s_core.package import load_tokenizers
-from s2s_core.prepare import read_parquet
-from s2s_core.train import TrainConfig, Trainer, TrainState, make_examples
+from s2s_core.inference.package import load_tokenizers
+from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
+from s2s_core.text.prepare import read_parquet
+from s2s_core.training.distributed import ProcessGroup, init_from_env, shutdown
+from s2s_core.training.trainer import TrainConfig, Trainer, TrainState, make_examples
 
 EVENT_PREFIX = "S2S_EVENT "
 

@@ -16,13 +16,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
-from s2s_core import corpus_job, parts, storage
-from s2s_core.corpus import Chunk
-from s2s_core.corpus_job import JobPlan, JobSpec
-from s2s_core.manifest import finalize_job
-from s2s_core.package import load_package
-from s2s_core.registry import resolve_model
-from s2s_core.translate import Translator
+from s2s_core import storage
+from s2s_core.corpus import commit as parts
+from s2s_core.corpus import plan as corpus_job
+from s2s_core.corpus.files import Chunk
+from s2s_core.corpus.plan import JobPlan, JobSpec
+from s2s_core.corpus.verify import finalize_job
+from s2s_core.inference.package import load_package
+from s2s_core.inference.translator import Translator
+from s2s_core.registry.registry import resolve_model
 from tasks.common import artifact_key, retry_on_transient_io, run_logger
 from tasks.config import TranslateConfig
 

@@ -47,9 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from s2s_core.prepare import write_parquet  # noqa: E402
 from s2s_core.storage import join  # noqa: E402
-from s2s_core.tokenizer import clean_text  # noqa: E402
+from s2s_core.text.prepare import write_parquet  # noqa: E402
+from s2s_core.text.tokenizer import clean_text  # noqa: E402
 
 SRC_MODULE, TGT_MODULE = "spaRV1909eb", "engWEB2015eb"
 APT_PACKAGES = ("sword-text-sparv", "sword-text-web", "libsword-utils")

@@ -3,8 +3,7 @@ import json
 import pytest
 
 from flows.cli import main
-
-from .conftest import ROOT, TINY
+from tests.flows.conftest import ROOT, TINY
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

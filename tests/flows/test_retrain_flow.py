@@ -8,9 +8,8 @@ import pytest
 
 from flows.cli import main
 from s2s_core import storage
-from s2s_core.registry import Registry
-
-from .conftest import TINY, tiny_config
+from s2s_core.registry.registry import Registry
+from tests.flows.conftest import TINY, tiny_config
 
 # The tiny model is weak: a gate at 0 lets the first one through; the comparison decides the rest.
 # No dev evaluation or heatmaps: only the test-set scores matter here (CPU time is shared).

@@ -7,10 +7,9 @@ import s3fs
 
 from flows.train import train_flow
 from s2s_core import storage
-from s2s_core.package import load_package
-from s2s_core.train import load_checkpoint
-
-from .conftest import FAST, ROOT, TINY, run_flow_until_killed, tiny_config
+from s2s_core.inference.package import load_package
+from s2s_core.training.trainer import load_checkpoint
+from tests.flows.conftest import FAST, ROOT, TINY, run_flow_until_killed, tiny_config
 
 
 def assert_complete_run(result: dict, opts: dict | None = None) -> None:

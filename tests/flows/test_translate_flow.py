@@ -15,8 +15,7 @@ import s3fs
 from flows.cli import main
 from flows.translate import run_translation
 from tasks.config import TranslateConfig
-
-from .conftest import ROOT, run_flow_until_killed
+from tests.flows.conftest import ROOT, run_flow_until_killed
 
 PAIRS = ROOT / "examples/tiny/pairs.tsv"
 FAST_DECODE = {"beam_size": 1, "max_len_extra": 3}
@@ -196,7 +195,7 @@ def test_translate_flow_on_a_dask_cluster_loads_the_model_once_per_worker(
 def test_a_registry_url_translates_with_the_serving_model(tiny_run, tmp_path):
     import shutil
 
-    from s2s_core.registry import Registry
+    from s2s_core.registry.registry import Registry
 
     _, trained = tiny_run
     version = Path(trained["model"]).name

@@ -7,11 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from s2s_core.model import ModelConfig, Seq2Seq, build_model
-from s2s_core.tokenizer import Tokenizers
-from s2s_core.train import Example, TrainConfig, Trainer, make_examples
-
-from .synthetic import reverse_pairs, reverse_tokenizers
+from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
+from s2s_core.text.tokenizer import Tokenizers
+from s2s_core.training.trainer import Example, TrainConfig, Trainer, make_examples
+from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
 
 
 @dataclasses.dataclass

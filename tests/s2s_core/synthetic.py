@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from s2s_core.tokenizer import TokenizerConfig, Tokenizers, train_tokenizers
+from s2s_core.text.tokenizer import TokenizerConfig, Tokenizers, train_tokenizers
 
 SYMBOLS = [chr(c) for c in range(ord("a"), ord("a") + 12)]
 

@@ -3,8 +3,8 @@ import shutil
 import polars as pl
 from prefect import flow
 
-from s2s_core.package import load_tokenizers
-from s2s_core.tokenizer import TokenizerConfig
+from s2s_core.inference.package import load_tokenizers
+from s2s_core.text.tokenizer import TokenizerConfig
 from tasks.tokenize import tokenize
 
 

@@ -1,0 +1,192 @@
+"""Model packages: a directory (any fsspec URL) with safetensors weights, JSON config, SentencePiece
+models and training metrics. ``config.json`` is written last and lists every file's checksum, so
+its presence marks a complete package and corruption is detected on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import safetensors.torch
+import torch
+
+from s2s_core import __version__, storage
+from s2s_core.device import resolve_device
+from s2s_core.inference.translator import Translator
+from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
+from s2s_core.text.tokenizer import SPECIAL_IDS, SubwordModel, TokenizerConfig, Tokenizers
+
+PACKAGE_FORMAT = 1
+CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
+
+
+class PackageError(ValueError):
+    """A model package is missing, incomplete, corrupt or incompatible."""
+
+
+@dataclass
+class ModelPackage:
+    model: Seq2Seq
+    tokenizers: Tokenizers
+    config: dict
+    metrics: dict = field(default_factory=dict)
+
+    def translator(self, device: str = "auto", amp: str = "auto") -> Translator:
+        return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp)
+
+
+def _alias_names(model: Seq2Seq) -> set[str]:
+    """State-dict names that alias an earlier entry (tied or shared embeddings)."""
+    seen: set[int] = set()
+    aliases = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            aliases.add(name)
+        seen.add(tensor.data_ptr())
+    return aliases
+
+
+def _unique_tensors(model: Seq2Seq, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without aliases of tied weights (safetensors stores each tensor once)."""
+    aliases = _alias_names(model)
+    return {k: v.detach().cpu().contiguous() for k, v in state.items() if k not in aliases}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _spm_files(tokenizers: Tokenizers) -> dict[str, bytes]:
+    if tokenizers.joint:
+        return {"spm.model": tokenizers.src.model_proto}
+    return {"src.spm.model": tokenizers.src.model_proto, "tgt.spm.model": tokenizers.tgt.model_proto}
+
+
+TOKENIZER_CONFIG = "tokenizer.json"
+
+
+def save_tokenizers(url: str, tokenizers: Tokenizers, storage_options: dict | None = None) -> str:
+    """Write the SentencePiece model(s) and ``tokenizer.json`` (written last) under ``url``."""
+    opts = storage_options or {}
+    for name, data in _spm_files(tokenizers).items():
+        storage.write_bytes(storage.join(url, name), data, **opts)
+    storage.write_text(storage.join(url, TOKENIZER_CONFIG), json.dumps(tokenizers.describe(), indent=2),
+                       **opts)
+    return url
+
+
+def load_tokenizers(url: str, storage_options: dict | None = None) -> Tokenizers:
+    """Read tokenizers written by ``save_tokenizers``."""
+    opts = storage_options or {}
+    try:
+        described = json.loads(storage.read_text(storage.join(url, TOKENIZER_CONFIG), **opts))
+        config = TokenizerConfig(**described["config"])
+        if described["joint"]:
+            model = SubwordModel(storage.read_bytes(storage.join(url, "spm.model"), **opts))
+            return Tokenizers(model, model, config)
+        return Tokenizers(SubwordModel(storage.read_bytes(storage.join(url, "src.spm.model"), **opts)),
+                          SubwordModel(storage.read_bytes(storage.join(url, "tgt.spm.model"), **opts)),
+                          config)
+    except (FileNotFoundError, KeyError, json.JSONDecodeError) as err:
+        raise PackageError(f"no usable tokenizer at {url}: {err}") from err
+
+
+def save_package(url: str, model: Seq2Seq, tokenizers: Tokenizers, *,
+                 weights: dict[str, torch.Tensor] | None = None, metrics: dict | None = None,
+                 extra: dict | None = None, storage_options: dict | None = None) -> str:
+    """Write a package to ``url`` (``weights`` default to the model's current ones)."""
+    opts = storage_options or {}
+    state = weights if weights is not None else model.state_dict()
+    files = {WEIGHTS: safetensors.torch.save(_unique_tensors(model, state), metadata={"format": "pt"}),
+             METRICS: json.dumps(metrics or {}, indent=2, default=str).encode(),
+             **_spm_files(tokenizers)}
+    for name, data in files.items():
+        storage.write_bytes(storage.join(url, name), data, **opts)
+    config = {
+        "format": PACKAGE_FORMAT,
+        "s2s_version": __version__,
+        "torch_version": torch.__version__,
+        "model": model.config.to_dict(),
+        "tokenizer": tokenizers.describe(),
+        "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in files.items()},
+        **(extra or {}),
+    }
+    storage.write_text(storage.join(url, CONFIG), json.dumps(config, indent=2), **opts)
+    return url
+
+
+def _read(url: str, name: str, config: dict, opts: dict) -> bytes:
+    expected = config["files"].get(name)
+    if expected is None:
+        raise PackageError(f"model package {url}: config.json does not list {name}")
+    try:
+        data = storage.read_bytes(storage.join(url, name), **opts)
+    except FileNotFoundError as err:
+        raise PackageError(f"model package {url} is incomplete: {name} is missing") from err
+    if _sha256(data) != expected["sha256"]:
+        raise PackageError(f"model package {url} is corrupt: {name} does not match its checksum "
+                           f"({len(data)} bytes read, {expected['bytes']} expected)")
+    return data
+
+
+def read_package_config(url: str, storage_options: dict | None = None) -> dict:
+    """Parse and version-check ``config.json`` of the package at ``url``."""
+    opts = storage_options or {}
+    try:
+        raw = storage.read_text(storage.join(url, CONFIG), **opts)
+    except FileNotFoundError as err:
+        raise PackageError(f"no model package at {url} (config.json not found)") from err
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise PackageError(f"model package {url}: config.json is not valid JSON ({err})") from err
+    if not isinstance(config, dict) or config.get("format") != PACKAGE_FORMAT:
+        raise PackageError(f"model package {url}: unsupported package format "
+                           f"{config.get('format') if isinstance(config, dict) else None!r} "
+                           f"(this s2s reads format {PACKAGE_FORMAT})")
+    missing = [k for k in ("model", "tokenizer", "files") if k not in config]
+    if missing:
+        raise PackageError(f"model package {url}: config.json lacks {missing}")
+    return config
+
+
+def load_package(url: str, device: str = "cpu", storage_options: dict | None = None) -> ModelPackage:
+    """Load and validate a package; raises ``PackageError`` with the reason when it is unusable."""
+    opts = storage_options or {}
+    config = read_package_config(url, opts)
+    tok = config["tokenizer"]
+    if tok.get("special_ids") != SPECIAL_IDS:
+        raise PackageError(f"model package {url}: special ids {tok.get('special_ids')} "
+                           f"differ from this version's {SPECIAL_IDS}")
+    try:
+        if tok["joint"]:
+            src = tgt = SubwordModel(_read(url, "spm.model", config, opts))
+        else:
+            src = SubwordModel(_read(url, "src.spm.model", config, opts))
+            tgt = SubwordModel(_read(url, "tgt.spm.model", config, opts))
+        tokenizers = Tokenizers(src, tgt, TokenizerConfig(**tok["config"]))
+        model_config = ModelConfig.from_dict(config["model"])
+    except (ValueError, TypeError, RuntimeError) as err:
+        if isinstance(err, PackageError):
+            raise
+        raise PackageError(f"model package {url}: invalid tokenizer or model config: {err}") from err
+    if (src.vocab_size, tgt.vocab_size) != (model_config.src_vocab_size, model_config.tgt_vocab_size):
+        raise PackageError(
+            f"model package {url}: vocabulary sizes {src.vocab_size}/{tgt.vocab_size} of the "
+            f"SentencePiece models do not match the model's {model_config.src_vocab_size}/"
+            f"{model_config.tgt_vocab_size}")
+    model = build_model(model_config)
+    weights = safetensors.torch.load(_read(url, WEIGHTS, config, opts))
+    expected = _unique_tensors(model, model.state_dict())
+    if set(weights) != set(expected):
+        missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        raise PackageError(f"model package {url}: weights do not match the config: "
+                           f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in weights.items():
+        if tensor.shape != expected[name].shape:
+            raise PackageError(f"model package {url}: {name} has shape {tuple(tensor.shape)}, "
+                               f"the config implies {tuple(expected[name].shape)}")
+    model.load_state_dict(weights, strict=False)  # tied aliases are filled by their owner
+    metrics = json.loads(_read(url, METRICS, config, opts)) if METRICS in config["files"] else {}
+    return ModelPackage(model.to(resolve_device(device)).eval(), tokenizers, config, metrics)

@@ -1,0 +1,112 @@
+"""Attentional LSTM/GRU decoder with input feeding (Luong et al., 2015)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from s2s_core.model.attention import Attention
+from s2s_core.model.encoder import RNN_TYPES, EncoderOutput
+
+
+@dataclass
+class DecoderState:
+    """Recurrent state ``[L, B, H]`` (a pair for LSTM) and the input-feed vector ``[B, H]``."""
+
+    hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    input_feed: torch.Tensor | None
+
+    def index_select(self, index: torch.Tensor) -> DecoderState:
+        if isinstance(self.hidden, tuple):
+            hidden = tuple(h.index_select(1, index) for h in self.hidden)
+        else:
+            hidden = self.hidden.index_select(1, index)
+        feed = None if self.input_feed is None else self.input_feed.index_select(0, index)
+        return DecoderState(hidden, feed)
+
+
+class Bridge(nn.Module):
+    """Maps the encoder's final summary to the decoder's initial state (or zeros)."""
+
+    def __init__(self, kind: str, enc_dim: int, dec_hidden: int, dec_layers: int, lstm: bool):
+        super().__init__()
+        if kind not in ("linear", "zero"):
+            raise ValueError(f"bridge must be 'linear' or 'zero', got {kind!r}")
+        self.kind, self.dec_hidden, self.dec_layers, self.lstm = kind, dec_hidden, dec_layers, lstm
+        if kind == "linear":
+            self.hidden = nn.Linear(enc_dim, dec_hidden * dec_layers)
+            self.cell = nn.Linear(enc_dim, dec_hidden * dec_layers) if lstm else None
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L*H]`` → ``[L, B, H]`` (contiguous, as cuDNN wants)."""
+        return x.view(x.size(0), self.dec_layers, self.dec_hidden).transpose(0, 1).contiguous()
+
+    def forward(self, enc: EncoderOutput) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        batch = enc.final.size(0)
+        if self.kind == "zero":
+            zeros = enc.final.new_zeros(self.dec_layers, batch, self.dec_hidden)
+            return (zeros, zeros.clone()) if self.lstm else zeros
+        hidden = self._layers(torch.tanh(self.hidden(enc.final)))
+        if not self.lstm:
+            return hidden
+        cell_source = enc.final_cell if enc.final_cell is not None else enc.final
+        return hidden, self._layers(self.cell(cell_source))
+
+
+class Decoder(nn.Module):
+    def __init__(self, embedding: nn.Embedding, rnn_type: str, hidden: int, layers: int,
+                 enc_dim: int, attention: str, attention_hidden: int | None, dropout: float,
+                 input_feeding: bool, bridge: str):
+        super().__init__()
+        self.embedding = embedding
+        self.input_feeding = input_feeding
+        self.hidden_size = hidden
+        rnn_input = embedding.embedding_dim + (hidden if input_feeding else 0)
+        self.rnn = RNN_TYPES[rnn_type](rnn_input, hidden, num_layers=layers, batch_first=True,
+                                       dropout=dropout if layers > 1 else 0.0)
+        self.bridge = Bridge(bridge, enc_dim, hidden, layers, lstm=rnn_type == "lstm")
+        self.attention = Attention(attention, hidden, enc_dim, attention_hidden)
+        self.combine = nn.Linear(hidden + enc_dim, hidden, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        if enc.projected_keys is None:
+            enc.projected_keys = self.attention.project_keys(enc.states)
+        feed = enc.final.new_zeros(enc.final.size(0), self.hidden_size) if self.input_feeding else None
+        return DecoderState(self.bridge(enc), feed)
+
+    def _attend(self, rnn_out: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        context, weights = self.attention(rnn_out, enc.states, enc.mask, enc.projected_keys)
+        attentional = torch.tanh(self.combine(torch.cat([rnn_out, context], dim=-1)))
+        return self.dropout(attentional), weights
+
+    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput, state: DecoderState
+                ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        """Teacher-forced decoding of ``tgt_in [B, T]``.
+
+        Returns attentional hidden states ``[B, T, H]``, attention weights ``[B, T, S]`` and the
+        final state.
+        """
+        embedded = self.dropout(self.embedding(tgt_in))
+        if not self.input_feeding:
+            # Without input feeding the recurrence does not depend on attention: one RNN call.
+            rnn_out, hidden = self.rnn(embedded, state.hidden)
+            attentional, weights = self._attend(rnn_out, enc)
+            return attentional, weights, DecoderState(hidden, None)
+        outputs, all_weights = [], []
+        for t in range(tgt_in.size(1)):
+            attentional, weights, state = self.step(embedded[:, t], enc, state)
+            outputs.append(attentional)
+            all_weights.append(weights)
+        return torch.stack(outputs, 1), torch.stack(all_weights, 1), state
+
+    def step(self, embedded: torch.Tensor, enc: EncoderOutput, state: DecoderState
+             ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        """One step from an embedded input ``[B, E]``: attentional hidden ``[B, H]``, weights ``[B, S]``."""
+        rnn_in = embedded if state.input_feed is None else torch.cat([embedded, state.input_feed], -1)
+        rnn_out, hidden = self.rnn(rnn_in.unsqueeze(1), state.hidden)
+        attentional, weights = self._attend(rnn_out, enc)
+        attentional, weights = attentional.squeeze(1), weights.squeeze(1)
+        return attentional, weights, DecoderState(hidden, attentional if self.input_feeding else None)

@@ -1,0 +1,69 @@
+import pytest
+
+from s2s_core.inference.translator import DecodeConfig, Translator
+
+BAD_INPUTS = ["", "   \t  ", None, "a " * 2500, "ж щ ю 中文 العربية", "😀🚀 a b", "a\x00b\x07c\u200b d\x1b",
+              "\n\n", "a b c"]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_bad_input_never_crashes_and_keeps_every_row(reverse_task, beam):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    out = translator.translate(BAD_INPUTS, DecodeConfig(beam_size=beam))
+    assert len(out) == len(BAD_INPUTS)
+    statuses = [t.status for t in out]
+    assert statuses[:3] == ["empty"] * 3 and statuses[7] == "empty"
+    assert all(t.text == "" and t.score == 0.0 for t in out if t.status == "empty")
+    assert statuses[3] == "truncated"
+    assert len(out[3].src_tokens) == reverse_task.model.config.max_src_len - 1
+    assert statuses[4:7] == ["ok"] * 3
+    assert out[8].text == "c b a"
+
+
+def test_order_and_duplicates(reverse_task):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    texts = ["a b c", "d e f g h", "a b c", "", "l k", "a b c"]
+    out = translator.translate(texts)
+    assert [t.text for t in out] == ["c b a", "h g f e d", "c b a", "", "k l", "c b a"]
+    assert out[0].score == out[2].score == out[5].score < 0
+
+
+def test_control_characters_are_cleaned_before_translation(reverse_task):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    clean, dirty = translator.translate(["a b c", "a\x00 b\u200b\tc\x7f"])
+    assert dirty.src_tokens == clean.src_tokens and dirty.text == clean.text
+
+
+class FlakyTranslator(Translator):
+    """Fails any batch of more than two sentences, and any sentence containing 'l' (fault injection)."""
+
+    def _search(self, sources, config):
+        if len(sources) > 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        if any(self.tokenizers.src.encode(["l"])[0][0] in s for s in sources):
+            raise RuntimeError("simulated kernel failure")
+        return super()._search(sources, config)
+
+
+def test_failing_batches_are_split_and_single_failures_flagged(reverse_task):
+    translator = FlakyTranslator(reverse_task.model, reverse_task.tokenizers)
+    texts = ["a b", "b c d", "l a", "d e", "e f g", "", "g h"]
+    out = translator.translate(texts)
+    assert [t.status for t in out] == ["ok", "ok", "failed", "ok", "ok", "empty", "ok"]
+    assert [t.text for t in out] == ["b a", "d c b", "", "e d", "g f e", "", "h g"]
+    assert "simulated kernel failure" in out[2].error
+
+
+def test_attention_is_returned_per_sentence(reverse_task):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    (t,) = translator.translate(["a b c d"], DecodeConfig(return_attention=True))
+    assert t.attention.shape == (len(t.tokens) + 1, len(t.src_tokens) + 1)
+    # Reversal: the first output symbol attends most to the last source symbol.
+    assert int(t.attention[0].argmax()) == len(t.src_tokens) - 1
+
+
+def test_decode_config_validation():
+    with pytest.raises(ValueError, match="beam_size"):
+        DecodeConfig(beam_size=0)
+    with pytest.raises(ValueError, match="n_best"):
+        DecodeConfig(beam_size=2, n_best=3)

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from s2s_core.model.seq2seq import build_model
+from s2s_core.training.schedule import LRSchedule
+from s2s_core.training.trainer import LAST, TrainConfig, Trainer, load_checkpoint
+from tests.s2s_core.conftest import reverse_examples, reverse_model_config
+from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+def make_trainer(tokenizers, examples, max_steps, checkpoint_dir, on_event=None, **overrides):
+    torch.manual_seed(0)  # identical initial weights in every run
+    model = build_model(reverse_model_config(tokenizers, dropout=0.3))
+    dev_src, dev_tgt = reverse_pairs(20, seed=5)
+    config = TrainConfig(**{**dict(max_steps=max_steps, max_tokens=300, lr=2e-3, warmup_steps=5,
+                                   eval_every=7, checkpoint_every=6, log_every=3, patience=None,
+                                   seed=11), **overrides})
+    return Trainer(model, tokenizers, config, examples, dev_src, dev_tgt, checkpoint_dir=checkpoint_dir,
+                   on_event=on_event)
+
+
+def test_resume_after_crash_equals_uninterrupted_training(tmp_path):
+    """N steps, crash, resume, N more steps == 2N uninterrupted steps, bit for bit on CPU."""
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 300, seed=3)  # ~20 batches/epoch: crosses an epoch
+
+    reference = make_trainer(tokenizers, examples, 30, str(tmp_path / "reference"))
+    reference.fit()
+
+    def crash_at_15(kind, record):
+        if kind == "step" and record["step"] == 15:
+            raise SimulatedCrash("killed")
+
+    crashed_dir = str(tmp_path / "crashed")
+    with pytest.raises(SimulatedCrash):
+        make_trainer(tokenizers, examples, 30, crashed_dir, on_event=crash_at_15).fit()
+    assert load_checkpoint(f"{crashed_dir}/{LAST}")["state"]["step"] == 14  # last checkpoint (eval)
+
+    events = []
+    resumed = make_trainer(tokenizers, examples, 30, crashed_dir,
+                           on_event=lambda kind, record: events.append((kind, record)))
+    resumed.fit()
+    assert events[0][0] == "resume" and events[0][1]["step"] == 14
+    assert resumed.state.step == reference.state.step == 30
+    assert resumed.state.epoch == reference.state.epoch >= 1
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    ref_opt, res_opt = reference.optimizer.state_dict(), resumed.optimizer.state_dict()
+    for key, state in ref_opt["state"].items():
+        assert torch.equal(state["exp_avg_sq"], res_opt["state"][key]["exp_avg_sq"])
+    assert [r["dev_bleu"] for r in resumed.history if "dev_bleu" in r] == \
+        [r["dev_bleu"] for r in reference.history if "dev_bleu" in r]
+
+
+def test_finished_training_is_not_repeated_on_rerun(tmp_path):
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 100, seed=3)
+    make_trainer(tokenizers, examples, 8, str(tmp_path)).fit()
+    steps = []
+    again = make_trainer(tokenizers, examples, 8, str(tmp_path),
+                         on_event=lambda kind, record: steps.append(kind) if kind == "step" else None)
+    again.fit()
+    assert steps == [] and again.state.step == 8
+
+
+def test_early_stopping_on_dev_bleu(tmp_path):
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 100, seed=3)
+    # lr 0: the model never improves, so patience runs out after the first evaluation + 2 more.
+    trainer = make_trainer(tokenizers, examples, 1000, None, lr=0.0, eval_every=2, patience=2,
+                           schedule="constant")
+    state = trainer.fit()
+    assert state.stop_reason == "early_stopping"
+    assert state.step == 6
+
+
+def test_time_budget_stops_training(tmp_path):
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 100, seed=3)
+    trainer = make_trainer(tokenizers, examples, None, None, max_minutes=0.002, eval_every=0)
+    state = trainer.fit()
+    assert state.stop_reason == "max_minutes"
+    assert state.elapsed_seconds >= 0.12
+
+
+def test_best_weights_are_the_best_dev_bleu_checkpoint(tmp_path):
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 200, seed=3)
+    trainer = make_trainer(tokenizers, examples, 21, str(tmp_path))
+    trainer.fit()
+    best = load_checkpoint(f"{tmp_path}/best.pt")
+    assert best["state"]["best_step"] == trainer.state.best_step
+    for name, tensor in trainer.best_weights().items():
+        assert torch.equal(tensor, best["model"][name])
+
+
+def test_config_requires_a_stop_condition():
+    with pytest.raises(ValueError, match="max_steps, max_epochs or max_minutes"):
+        TrainConfig()
+
+
+def test_inverse_sqrt_and_plateau_schedules():
+    schedule = LRSchedule(1.0, "inverse_sqrt", warmup_steps=100)
+    assert schedule.lr(50) == pytest.approx(0.5)
+    assert schedule.lr(100) == pytest.approx(1.0)
+    assert schedule.lr(400) == pytest.approx(0.5)
+    plateau = LRSchedule(1.0, "plateau", warmup_steps=0, plateau_factor=0.5, plateau_patience=2)
+    for score in (10, 12, 11, 11):
+        plateau.observe(score)
+    assert plateau.lr(10) == pytest.approx(0.5)
+    restored = LRSchedule(1.0, "plateau", warmup_steps=0)
+    restored.load_state_dict(plateau.state_dict())
+    assert restored.lr(10) == plateau.lr(10)
