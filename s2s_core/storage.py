@@ -1,20 +1,21 @@
-"""Byte-level I/O on fsspec URLs with atomic writes (no half-written object under its final name)."""
+"""Byte-level I/O on fsspec URLs: one ``Store`` handle per folder, atomic writes, exclusive creates.
+
+No half-written object is ever visible under its final name, and reads that decide something
+(is this chunk committed? which promotion is the latest?) bypass s3fs's listing cache.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-
-def filesystem(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem serving ``url`` and the path inside it."""
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    return fs, path
 
 
 def join(url: str, *parts: str) -> str:
@@ -22,15 +23,152 @@ def join(url: str, *parts: str) -> str:
     return posixpath.join(url.rstrip("/"), *parts)
 
 
+class Store:
+    """A folder on any fsspec filesystem; names are paths relative to it (``""`` is the folder itself).
+
+    The filesystem is built once, from the URL and storage options, and shared by every ``sub``
+    store: pass the handle down instead of the URL and options.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
+                 _fs: fsspec.AbstractFileSystem | None = None, _root: str | None = None):
+        self.url = url.rstrip("/") or url
+        self.storage_options = dict(storage_options or {})
+        if _fs is None:
+            _fs, _root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.fs: fsspec.AbstractFileSystem = _fs
+        self.root: str = _root if _root is not None else ""
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def sub(self, name: str) -> Store:
+        """The store of a folder below this one, on the same filesystem object."""
+        return Store(join(self.url, name), self.storage_options, self.fs, self.path(name))
+
+    def url_of(self, name: str = "") -> str:
+        return join(self.url, name) if name else self.url
+
+    def path(self, name: str = "") -> str:
+        """The path of ``name`` inside the filesystem (what fsspec and pyarrow take)."""
+        return posixpath.join(self.root, name) if name else self.root
+
+    def describe(self, path: str) -> str:
+        """How to name a filesystem path in messages: plain local paths, full URLs elsewhere."""
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self, name: str = "") -> None:
+        """Forget cached listings around ``name``: another process may have just written it."""
+        path = self.path(name)
+        self.fs.invalidate_cache(path)
+        self.fs.invalidate_cache(posixpath.dirname(path))
+
+    def exists(self, name: str = "") -> bool:
+        self.refresh(name)
+        return self.fs.exists(self.path(name))
+
+    def open(self, name: str = "", mode: str = "rb") -> IO[bytes]:
+        return self.fs.open(self.path(name), mode)
+
+    def read_bytes(self, name: str = "") -> bytes:
+        return self.fs.cat_file(self.path(name))
+
+    def read_text(self, name: str = "") -> str:
+        return self.read_bytes(name).decode("utf-8")
+
+    def read_json(self, name: str = "") -> Any:
+        return json.loads(self.read_bytes(name))
+
+    def read_many(self, names: Sequence[str], batch: int = 512) -> dict[str, bytes]:
+        """Several objects, a batch at a time (concurrent GETs on object stores)."""
+        out: dict[str, bytes] = {}
+        for i in range(0, len(names), batch):
+            part = list(names[i:i + batch])
+            paths = [self.path(n) for n in part]
+            contents = self.fs.cat(paths)  # a list always gives a dict keyed by these paths
+            out.update((n, contents[p]) for n, p in zip(part, paths, strict=True))
+        return out
+
+    def list_names(self, name: str = "") -> list[str]:
+        """Sorted base names directly under ``name`` from a fresh listing ([] if it does not exist).
+
+        Temporary files (leading dot) are skipped.
+        """
+        self.refresh(name)
+        try:
+            entries = self.fs.ls(self.path(name), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = (posixpath.basename(e.rstrip("/")) for e in entries)
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    # ------------------------------------------------------------------ writing
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write ``data`` so that readers see either the old object or the complete new one.
+
+        Local files are written to a temporary sibling, flushed to disk and renamed (atomic on
+        POSIX). Object stores publish an object only when its upload completes, so a put is atomic.
+        """
+        path = self.path(name)
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        tmp = self._local_temporary(path, data)
+        try:
+            os.replace(tmp, path)
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write_bytes(name, text.encode("utf-8"))
+
+    def write_json(self, name: str, record: Any, **dumps: Any) -> None:
+        self.write_bytes(name, json.dumps(record, **{"indent": 1, **dumps}).encode("utf-8"))
+
+    def create_bytes(self, name: str, data: bytes) -> None:
+        """Publish ``data`` at ``name`` only if nothing is there yet; ``FileExistsError`` otherwise.
+
+        An exclusive create is a compare-and-swap on "absent": of two concurrent writers exactly one
+        succeeds. Local files: a complete temporary sibling is hard-linked to the final name (``link``
+        fails if the name exists, and readers never see a partial file, unlike ``open(path, "xb")``).
+        Object stores: fsspec's ``mode="create"`` (a conditional ``If-None-Match: *`` put on S3).
+        """
+        path = self.path(name)
+        if not self.local:
+            self.fs.pipe_file(path, data, mode="create")
+            return
+        tmp = self._local_temporary(path, data)
+        try:
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+
+    def remove(self, name: str = "", recursive: bool = False) -> None:
+        if self.exists(name):
+            self.fs.rm(self.path(name), recursive=recursive)
+
+    def _local_temporary(self, path: str, data: bytes) -> str:
+        """A complete, fsynced temporary sibling of ``path``: what others act on must survive a crash."""
+        parent = posixpath.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+
+# Single-object conveniences for code that holds one URL, not a folder.
 def exists(url: str, **storage_options: Any) -> bool:
-    fs, path = filesystem(url, **storage_options)
-    return fs.exists(path)
+    return Store(url, storage_options).exists()
 
 
 def read_bytes(url: str, **storage_options: Any) -> bytes:
-    fs, path = filesystem(url, **storage_options)
-    with fs.open(path, "rb") as f:
-        return f.read()
+    return Store(url, storage_options).read_bytes()
 
 
 def read_text(url: str, **storage_options: Any) -> str:
@@ -38,73 +176,8 @@ def read_text(url: str, **storage_options: Any) -> str:
 
 
 def write_bytes(url: str, data: bytes, **storage_options: Any) -> None:
-    """Write ``data`` so that readers see either the old object or the complete new one.
-
-    Local files are written to a temporary sibling and renamed (atomic on POSIX). Object stores
-    (S3 and the like) publish an object only when its upload completes, so a direct put is atomic.
-    """
-    fs, path = filesystem(url, **storage_options)
-    if isinstance(fs, LocalFileSystem):
-        parent = posixpath.dirname(path)
-        fs.makedirs(parent, exist_ok=True)
-        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-        try:
-            with fs.open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        finally:
-            if fs.exists(tmp):
-                fs.rm(tmp)
-    else:
-        fs.pipe_file(path, data)
+    Store(url, storage_options).write_bytes("", data)
 
 
 def write_text(url: str, text: str, **storage_options: Any) -> None:
     write_bytes(url, text.encode("utf-8"), **storage_options)
-
-
-def create_bytes(url: str, data: bytes, **storage_options: Any) -> None:
-    """Publish ``data`` at ``url`` only if nothing is there yet; ``FileExistsError`` otherwise.
-
-    An exclusive create is a compare-and-swap on "absent": of two concurrent writers exactly one
-    succeeds. Local files: a complete temporary sibling is hard-linked to the final name (``link``
-    fails if the name exists, and readers never see a partial file, unlike ``open(path, "xb")``).
-    Object stores: fsspec's ``mode="create"`` (a conditional ``If-None-Match: *`` put on S3).
-    """
-    fs, path = filesystem(url, **storage_options)
-    if not isinstance(fs, LocalFileSystem):
-        fs.pipe_file(path, data, mode="create")
-        return
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # a record that others act on must survive a crash whole
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
-def list_names(url: str, **storage_options: Any) -> list[str]:
-    """Sorted base names directly under ``url`` from a fresh listing ([] if it does not exist).
-
-    s3fs caches listings per filesystem instance, so another process's writes would be missed
-    without the refresh; temporary files (leading dot) are skipped.
-    """
-    fs, path = filesystem(url, **storage_options)
-    fs.invalidate_cache(path)
-    try:
-        entries = fs.ls(path, detail=False, refresh=True)
-    except FileNotFoundError:
-        return []
-    names = (posixpath.basename(e.rstrip("/")) for e in entries)
-    return sorted(n for n in names if n and not n.startswith("."))
-
-
-def remove(url: str, recursive: bool = False, **storage_options: Any) -> None:
-    fs, path = filesystem(url, **storage_options)
-    if fs.exists(path):
-        fs.rm(path, recursive=recursive)

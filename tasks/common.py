@@ -1,4 +1,4 @@
-"""Helpers shared by the tasks: retry policy and Parquet reads from URLs."""
+"""What every task shares: the retry policy for storage I/O, the run logger and artifact keys."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def retry_on_transient_io(task: Task, task_run: TaskRun, state: State) -> bool:
     except Exception:  # noqa: BLE001 - anything else is a bug or bad input: fail at once
         return False
     return False
+
+
+# The retry settings of every task that reads or writes storage: `@task(name=..., **IO_RETRIES)`.
+IO_RETRIES: dict = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_on_transient_io}
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

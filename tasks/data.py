@@ -18,12 +18,12 @@ from s2s_core.text.prepare import (
     split_parallel,
     write_parquet,
 )
-from tasks.common import retry_on_transient_io, run_logger
+from tasks.common import IO_RETRIES, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout
 
 
-@task(name="prepare", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+@task(name="prepare", **IO_RETRIES)
 def prepare_data(config: PipelineConfig, layout: RunLayout) -> dict:
     """Writes ``data/{train,dev,test-*}.parquet`` and ``prepare_report.json``; returns their URLs."""
     logger = run_logger()

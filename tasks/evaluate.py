@@ -21,11 +21,11 @@ from s2s_core.evaluation.report import (
 from s2s_core.inference.package import load_package
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
 from s2s_core.text.tokenizer import EOS_ID
-from tasks.common import artifact_key, retry_on_transient_io, run_logger
+from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import EvaluateSection
 
 
-@task(name="evaluate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+@task(name="evaluate", **IO_RETRIES)
 def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, settings: EvaluateSection,
                    storage_options: dict[str, Any] | None = None, src_column: str = "src",
                    ref_column: str = "tgt") -> dict:

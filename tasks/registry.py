@@ -15,7 +15,7 @@ from s2s_core.evaluation.significance import paired_bootstrap
 from s2s_core.registry.promotion import PromotionConfig, decide
 from s2s_core.registry.registry import Champion, PromotionConflict, Registry
 from s2s_core.text.prepare import read_parquet
-from tasks.common import artifact_key, retry_on_transient_io, run_logger
+from tasks.common import IO_RETRIES, artifact_key, run_logger
 
 
 def _champion(record: dict | None) -> Champion | None:
@@ -23,16 +23,14 @@ def _champion(record: dict | None) -> Champion | None:
 
 
 # Never cached: the champion read here is the base of the compare-and-swap, so it must be fresh.
-@task(name="find-champion", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
-      cache_policy=NONE)
+@task(name="find-champion", **IO_RETRIES, cache_policy=NONE)
 def find_champion(store: str, name: str, storage_options: dict[str, Any]) -> dict | None:
     """The promotion record of the serving model, or None before the first promotion."""
     champion = Registry(store, name, storage_options).champion()
     return champion.record if champion else None
 
 
-@task(name="compare-with-champion", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_on_transient_io)
+@task(name="compare-with-champion", **IO_RETRIES)
 def compare_with_champion(challenger_reports: str, champion_reports: str, tests: list[str],
                           n_bootstrap: int, storage_options: dict[str, Any]) -> dict:
     """Paired bootstrap of both models' translations of each test set (``<test>.translations.parquet``)."""
@@ -79,7 +77,7 @@ def decide_and_record(store: str, name: str, version: str, run_id: str, champion
     return record
 
 
-@task(name="publish-comparison", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+@task(name="publish-comparison", **IO_RETRIES)
 def publish_comparison(report: dict, report_url: str, run_id: str, storage_options: dict[str, Any]) -> dict:
     """Write ``comparison.json`` and ``comparison.md`` under ``report_url``; publish the markdown."""
     markdown = render_comparison_markdown(report)

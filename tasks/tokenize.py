@@ -14,7 +14,7 @@ from s2s_core import storage
 from s2s_core.inference.package import TOKENIZER_CONFIG, save_tokenizers
 from s2s_core.text.prepare import read_parquet
 from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
-from tasks.common import retry_on_transient_io, run_logger
+from tasks.common import IO_RETRIES, run_logger
 
 
 def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -26,8 +26,7 @@ def tokenizer_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> 
     return f"s2s-tokenize-{digest.hexdigest()}"
 
 
-@task(name="tokenize", cache_key_fn=tokenizer_cache_key, persist_result=True, retries=2,
-      retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io)
+@task(name="tokenize", cache_key_fn=tokenizer_cache_key, persist_result=True, **IO_RETRIES)
 def train_tokenizer(train_url: str, config: TokenizerConfig, out_url: str,
                     storage_options: dict[str, Any] | None = None) -> dict:
     """Train the subword model(s) on the training split and write them under ``out_url``."""

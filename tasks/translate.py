@@ -25,7 +25,7 @@ from s2s_core.corpus.verify import finalize_job
 from s2s_core.inference.package import load_package
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import resolve_model
-from tasks.common import artifact_key, retry_on_transient_io, run_logger
+from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
 
 # One model per (package, device, amp) per worker process: a Dask worker or the flow's process
@@ -71,8 +71,7 @@ def leased_device(requested: str) -> Iterator[str]:
         _FREE_GPUS.put(device)
 
 
-@task(name="plan-chunks", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
-      cache_policy=NONE)
+@task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
 def plan_chunks(config: TranslateConfig) -> dict:
     """Plan the chunks, pin the plan in the output, and find the chunks not yet committed.
 
@@ -94,8 +93,7 @@ def plan_chunks(config: TranslateConfig) -> dict:
     return {"plan": plan, "pending": pending, "model": model_url, "output": config.output}
 
 
-@task(name="translate-chunk", task_run_name="translate-{chunk.id}", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_on_transient_io, cache_policy=NONE)
+@task(name="translate-chunk", task_run_name="translate-{chunk.id}", **IO_RETRIES, cache_policy=NONE)
 def translate_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str) -> dict:
     """Translate and commit one chunk; returns its marker plus this worker's pid and model loads."""
     with leased_device(config.device) as device:
@@ -105,8 +103,7 @@ def translate_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
 
-@task(name="finalize", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_io,
-      cache_policy=NONE)
+@task(name="finalize", **IO_RETRIES, cache_policy=NONE)
 def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     """Verify every row is in the output exactly once and write ``manifest.json``."""
     manifest = finalize_job(job_spec(config), plan, corpus_job.decode_settings(config.decode), this_run)
