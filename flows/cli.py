@@ -108,26 +108,33 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pipeline_options(parser: argparse.ArgumentParser, example_set: str, run_id_default: str) -> None:
+    """The options of the commands that run the pipeline from a YAML config (train, retrain)."""
+    parser.add_argument("config", help="YAML config (see configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value, e.g. --set {example_set} (repeatable)")
+    parser.add_argument("--store", help="store URL for runs/ and models/ (overrides the config)")
+    parser.add_argument("--run-id", help=f"run id (default: {run_id_default})")
+
+
+def _add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option for all URLs, e.g. endpoint_url=http://127.0.0.1:9000")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s", description="Attention seq2seq translation pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="prepare → tokenize → train → evaluate from a YAML config")
-    train.add_argument("config", help="YAML config (see configs/)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
-    train.add_argument("--store", help="store URL for runs/ and models/ (overrides the config)")
-    train.add_argument("--run-id", help="run id (default: name + config hash, so re-running resumes)")
+    _add_pipeline_options(train, example_set="train.max_steps=100",
+                          run_id_default="name + config hash, so re-running resumes")
     train.set_defaults(func=cmd_train)
 
     retrain = sub.add_parser("retrain", help="train a challenger; promote it if it significantly beats "
                                              "the current model (models/<name>/current)")
-    retrain.add_argument("config", help="YAML config (see configs/); thresholds in its promotion section")
-    retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value, e.g. --set promotion.alpha=0.01 (repeatable)")
-    retrain.add_argument("--store", help="store URL for runs/ and models/ (overrides the config)")
-    retrain.add_argument("--run-id", help="run id (default: name + config hash + date, so re-running "
-                                          "the same day resumes)")
+    _add_pipeline_options(retrain, example_set="promotion.alpha=0.01",
+                          run_id_default="name + config hash + date, so re-running the same day resumes")
     retrain.set_defaults(func=cmd_retrain)
 
     ev = sub.add_parser("evaluate", help="score a model package on a test set and write a report")
@@ -139,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     ev.add_argument("--max-tokens", type=int, default=6000, help="source tokens per batch")
     ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
-    ev.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="fsspec option for all URLs, e.g. endpoint_url=http://127.0.0.1:9000")
+    _add_storage_option(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     tr = sub.add_parser("translate", help="translate a Parquet corpus chunk by chunk (re-running resumes)")
@@ -156,8 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner = tr.add_mutually_exclusive_group()
     runner.add_argument("--workers", type=int, help="thread-pool workers (default: one per GPU, else few)")
     runner.add_argument("--dask", metavar="ADDRESS", help="run chunks on this Dask scheduler (tcp://host:8786)")
-    tr.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="fsspec option for all URLs, e.g. endpoint_url=http://127.0.0.1:9000")
+    _add_storage_option(tr)
     tr.set_defaults(func=cmd_translate)
     return parser
 

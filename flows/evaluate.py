@@ -17,12 +17,13 @@ DEFAULT_SETTINGS = EvaluateSection()
 
 
 @flow(name="s2s-evaluate", log_prints=True)
-def evaluate_flow(model: str, test: str, report: str, settings: EvaluateSection = DEFAULT_SETTINGS,
-                  src_column: str = "src", ref_column: str = "tgt",
-                  storage_options: dict[str, Any] | None = None) -> dict:
-    """Translate ``test`` with the package at ``model`` and write a report under ``report``."""
-    name = test.rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "test"
-    return evaluate_model(model, {name: test}, report, settings, storage_options, src_column, ref_column)
+def evaluate_flow(model_url: str, test_url: str, report_url: str,
+                  settings: EvaluateSection = DEFAULT_SETTINGS, src_column: str = "src",
+                  ref_column: str = "tgt", storage_options: dict[str, Any] | None = None) -> dict:
+    """Translate ``test_url`` with the package at ``model_url`` and write a report under ``report_url``."""
+    name = test_url.rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "test"
+    return evaluate_model(model_url, {name: test_url}, report_url, settings, storage_options, src_column,
+                          ref_column)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, replace
 from typing import Any
@@ -11,7 +10,6 @@ import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from s2s_core import storage
 from s2s_core.evaluation.report import (
     attention_heatmap_png,
     render_markdown,
@@ -19,6 +17,7 @@ from s2s_core.evaluation.report import (
     training_curve_png,
 )
 from s2s_core.inference.package import load_package
+from s2s_core.storage import Store
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
 from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import IO_RETRIES, artifact_key, run_logger
@@ -32,6 +31,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
     """Writes ``report.json``, ``report.md``, PNG figures and per-test hypotheses under ``report_url``."""
     logger = run_logger()
     opts = storage_options or {}
+    reports = Store(report_url, opts)
     package = load_package(model_url, storage_options=opts)
     translator = package.translator(device="auto")
     columns = PrepareConfig(src_column=src_column, tgt_column=ref_column)
@@ -56,7 +56,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
         }
         write_parquet(frame.with_columns(pl.Series("hyp", hyps), pl.Series("score", [t.score for t in out]),
                                          pl.Series("status", [t.status for t in out])),
-                      storage.join(report_url, f"{name}.translations.parquet"), opts)
+                      reports.url_of(f"{name}.translations.parquet"), opts)
         logger.info("%s (%d sentences): %s", name, len(out),
                     ", ".join(f"{m.upper()} {s['score']:.2f}" for m, s in scores.items()))
         first_sources = first_sources or [s for s, t in zip(sources, out, strict=True) if t.status == "ok"]
@@ -65,17 +65,17 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
     history = package.metrics.get("history") or []
     if history:
         _write_figure(report, "Training curve", "training_curve.png",
-                      training_curve_png(history, title=f"Training curve: {title}"), report_url, opts)
+                      training_curve_png(history, title=f"Training curve: {title}"), reports)
     for i, sentence in enumerate(first_sources[: settings.heatmaps], start=1):
         (t,) = translator.translate([sentence], replace(settings.decode, n_best=1, return_attention=True))
         src_pieces = package.tokenizers.src.pieces(t.src_tokens)
         tgt_pieces = package.tokenizers.tgt.pieces([tok for tok in t.tokens if tok != EOS_ID])
         _write_figure(report, f"Attention, sentence {i}", f"attention-{i}.png",
-                      attention_heatmap_png(src_pieces, tgt_pieces, t.attention), report_url, opts)
+                      attention_heatmap_png(src_pieces, tgt_pieces, t.attention), reports)
 
     markdown = render_markdown(report, max_examples=settings.examples)
-    storage.write_text(storage.join(report_url, "report.json"), json.dumps(report, indent=2), **opts)
-    storage.write_text(storage.join(report_url, "report.md"), markdown, **opts)
+    reports.write_json("report.json", report, indent=2)
+    reports.write_text("report.md", markdown)
     key = artifact_key(str(package.config.get("run_id") or title), "evaluation")
     create_markdown_artifact(markdown, key=key, description=f"evaluation report ({report_url})")
     create_table_artifact(
@@ -83,13 +83,12 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
           **{f"{m}_ci95": s["ci95"] for m, s in ts["scores"].items()}}
          for name, ts in report["test_sets"].items()],
         key=f"{key}-table", description="test scores with bootstrap 95% confidence intervals")
-    logger.info("report written to %s", storage.join(report_url, "report.md"))
-    return {"report": storage.join(report_url, "report.json"),
-            "markdown": storage.join(report_url, "report.md"),
+    logger.info("report written to %s", reports.url_of("report.md"))
+    return {"report": reports.url_of("report.json"), "markdown": reports.url_of("report.md"),
             "scores": {name: {m: s["score"] for m, s in ts["scores"].items()}
                        for name, ts in report["test_sets"].items()}}
 
 
-def _write_figure(report: dict, caption: str, name: str, png: bytes, report_url: str, opts: dict) -> None:
-    storage.write_bytes(storage.join(report_url, name), png, **opts)
+def _write_figure(report: dict, caption: str, name: str, png: bytes, reports: Store) -> None:
+    reports.write_bytes(name, png)
     report["figures"][caption] = name

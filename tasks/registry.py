@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prefect import task
@@ -14,6 +13,7 @@ from s2s_core.evaluation.report import render_comparison_markdown
 from s2s_core.evaluation.significance import paired_bootstrap
 from s2s_core.registry.promotion import PromotionConfig, decide
 from s2s_core.registry.registry import Champion, PromotionConflict, Registry
+from s2s_core.storage import Store
 from s2s_core.text.prepare import read_parquet
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 
@@ -81,10 +81,10 @@ def decide_and_record(store: str, name: str, version: str, run_id: str, champion
 def publish_comparison(report: dict, report_url: str, run_id: str, storage_options: dict[str, Any]) -> dict:
     """Write ``comparison.json`` and ``comparison.md`` under ``report_url``; publish the markdown."""
     markdown = render_comparison_markdown(report)
-    urls = {"json": storage.join(report_url, "comparison.json"),
-            "markdown": storage.join(report_url, "comparison.md")}
-    storage.write_text(urls["json"], json.dumps(report, indent=2, default=str), **storage_options)
-    storage.write_text(urls["markdown"], markdown, **storage_options)
+    reports = Store(report_url, storage_options)
+    reports.write_json("comparison.json", report, indent=2, default=str)
+    reports.write_text("comparison.md", markdown)
+    urls = {"json": reports.url_of("comparison.json"), "markdown": reports.url_of("comparison.md")}
     create_markdown_artifact(markdown, key=artifact_key(run_id, "retrain"),
                              description=f"retrain decision ({urls['markdown']})")
     return urls

@@ -1,0 +1,1 @@
+"""Scoring translations: sacrebleu metrics with confidence intervals, paired tests, reports."""

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import safetensors.torch
 import torch
 
-from s2s_core import __version__, storage
+from s2s_core import __version__
 from s2s_core.device import resolve_device
 from s2s_core.inference.translator import Translator
 from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
+from s2s_core.storage import Store
 from s2s_core.text.tokenizer import SPECIAL_IDS, SubwordModel, TokenizerConfig, Tokenizers
 
 PACKAGE_FORMAT = 1
@@ -68,26 +69,24 @@ TOKENIZER_CONFIG = "tokenizer.json"
 
 def save_tokenizers(url: str, tokenizers: Tokenizers, storage_options: dict | None = None) -> str:
     """Write the SentencePiece model(s) and ``tokenizer.json`` (written last) under ``url``."""
-    opts = storage_options or {}
+    folder = Store(url, storage_options)
     for name, data in _spm_files(tokenizers).items():
-        storage.write_bytes(storage.join(url, name), data, **opts)
-    storage.write_text(storage.join(url, TOKENIZER_CONFIG), json.dumps(tokenizers.describe(), indent=2),
-                       **opts)
+        folder.write_bytes(name, data)
+    folder.write_text(TOKENIZER_CONFIG, json.dumps(tokenizers.describe(), indent=2))
     return url
 
 
 def load_tokenizers(url: str, storage_options: dict | None = None) -> Tokenizers:
     """Read tokenizers written by ``save_tokenizers``."""
-    opts = storage_options or {}
+    folder = Store(url, storage_options)
     try:
-        described = json.loads(storage.read_text(storage.join(url, TOKENIZER_CONFIG), **opts))
+        described = folder.read_json(TOKENIZER_CONFIG)
         config = TokenizerConfig(**described["config"])
         if described["joint"]:
-            model = SubwordModel(storage.read_bytes(storage.join(url, "spm.model"), **opts))
-            return Tokenizers(model, model, config)
-        return Tokenizers(SubwordModel(storage.read_bytes(storage.join(url, "src.spm.model"), **opts)),
-                          SubwordModel(storage.read_bytes(storage.join(url, "tgt.spm.model"), **opts)),
-                          config)
+            subwords = SubwordModel(folder.read_bytes("spm.model"))
+            return Tokenizers(subwords, subwords, config)
+        return Tokenizers(SubwordModel(folder.read_bytes("src.spm.model")),
+                          SubwordModel(folder.read_bytes("tgt.spm.model")), config)
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as err:
         raise PackageError(f"no usable tokenizer at {url}: {err}") from err
 
@@ -96,13 +95,13 @@ def save_package(url: str, model: Seq2Seq, tokenizers: Tokenizers, *,
                  weights: dict[str, torch.Tensor] | None = None, metrics: dict | None = None,
                  extra: dict | None = None, storage_options: dict | None = None) -> str:
     """Write a package to ``url`` (``weights`` default to the model's current ones)."""
-    opts = storage_options or {}
+    folder = Store(url, storage_options)
     state = weights if weights is not None else model.state_dict()
     files = {WEIGHTS: safetensors.torch.save(_unique_tensors(model, state), metadata={"format": "pt"}),
              METRICS: json.dumps(metrics or {}, indent=2, default=str).encode(),
              **_spm_files(tokenizers)}
     for name, data in files.items():
-        storage.write_bytes(storage.join(url, name), data, **opts)
+        folder.write_bytes(name, data)
     config = {
         "format": PACKAGE_FORMAT,
         "s2s_version": __version__,
@@ -112,16 +111,18 @@ def save_package(url: str, model: Seq2Seq, tokenizers: Tokenizers, *,
         "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in files.items()},
         **(extra or {}),
     }
-    storage.write_text(storage.join(url, CONFIG), json.dumps(config, indent=2), **opts)
+    folder.write_text(CONFIG, json.dumps(config, indent=2))  # last: its presence marks a complete package
     return url
 
 
-def _read(url: str, name: str, config: dict, opts: dict) -> bytes:
+def _read(folder: Store, name: str, config: dict) -> bytes:
+    """A package file, checked against the checksum that config.json lists for it."""
+    url = folder.url
     expected = config["files"].get(name)
     if expected is None:
         raise PackageError(f"model package {url}: config.json does not list {name}")
     try:
-        data = storage.read_bytes(storage.join(url, name), **opts)
+        data = folder.read_bytes(name)
     except FileNotFoundError as err:
         raise PackageError(f"model package {url} is incomplete: {name} is missing") from err
     if _sha256(data) != expected["sha256"]:
@@ -132,9 +133,13 @@ def _read(url: str, name: str, config: dict, opts: dict) -> bytes:
 
 def read_package_config(url: str, storage_options: dict | None = None) -> dict:
     """Parse and version-check ``config.json`` of the package at ``url``."""
-    opts = storage_options or {}
+    return _read_config(Store(url, storage_options))
+
+
+def _read_config(folder: Store) -> dict:
+    url = folder.url
     try:
-        raw = storage.read_text(storage.join(url, CONFIG), **opts)
+        raw = folder.read_text(CONFIG)
     except FileNotFoundError as err:
         raise PackageError(f"no model package at {url} (config.json not found)") from err
     try:
@@ -153,18 +158,18 @@ def read_package_config(url: str, storage_options: dict | None = None) -> dict:
 
 def load_package(url: str, device: str = "cpu", storage_options: dict | None = None) -> ModelPackage:
     """Load and validate a package; raises ``PackageError`` with the reason when it is unusable."""
-    opts = storage_options or {}
-    config = read_package_config(url, opts)
+    folder = Store(url, storage_options)
+    config = _read_config(folder)
     tok = config["tokenizer"]
     if tok.get("special_ids") != SPECIAL_IDS:
         raise PackageError(f"model package {url}: special ids {tok.get('special_ids')} "
                            f"differ from this version's {SPECIAL_IDS}")
     try:
         if tok["joint"]:
-            src = tgt = SubwordModel(_read(url, "spm.model", config, opts))
+            src = tgt = SubwordModel(_read(folder, "spm.model", config))
         else:
-            src = SubwordModel(_read(url, "src.spm.model", config, opts))
-            tgt = SubwordModel(_read(url, "tgt.spm.model", config, opts))
+            src = SubwordModel(_read(folder, "src.spm.model", config))
+            tgt = SubwordModel(_read(folder, "tgt.spm.model", config))
         tokenizers = Tokenizers(src, tgt, TokenizerConfig(**tok["config"]))
         model_config = ModelConfig.from_dict(config["model"])
     except (ValueError, TypeError, RuntimeError) as err:
@@ -177,7 +182,7 @@ def load_package(url: str, device: str = "cpu", storage_options: dict | None = N
             f"SentencePiece models do not match the model's {model_config.src_vocab_size}/"
             f"{model_config.tgt_vocab_size}")
     model = build_model(model_config)
-    weights = safetensors.torch.load(_read(url, WEIGHTS, config, opts))
+    weights = safetensors.torch.load(_read(folder, WEIGHTS, config))
     expected = _unique_tensors(model, model.state_dict())
     if set(weights) != set(expected):
         missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
@@ -188,5 +193,5 @@ def load_package(url: str, device: str = "cpu", storage_options: dict | None = N
             raise PackageError(f"model package {url}: {name} has shape {tuple(tensor.shape)}, "
                                f"the config implies {tuple(expected[name].shape)}")
     model.load_state_dict(weights, strict=False)  # tied aliases are filled by their owner
-    metrics = json.loads(_read(url, METRICS, config, opts)) if METRICS in config["files"] else {}
+    metrics = json.loads(_read(folder, METRICS, config)) if METRICS in config["files"] else {}
     return ModelPackage(model.to(resolve_device(device)).eval(), tokenizers, config, metrics)

@@ -1,0 +1,1 @@
+"""Which model serves: the model registry (compare-and-swap promotions) and the promotion decision rule."""

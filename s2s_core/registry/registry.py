@@ -9,23 +9,13 @@ Layout under ``<store>/models/<name>/`` (any fsspec URL)::
     current                         JSON copy of the latest promotion record, for people and tools
     history.jsonl                   every decision in time order (a snapshot rewritten after each one)
 
-Promotion is a compare-and-swap: a challenger compared against the champion of promotion N is
-promoted by *exclusively creating* promotion N+1 (``storage.create_bytes``: a hard link locally, a
-conditional put on S3). Of two runs that compared against the same champion, exactly one creates
-N+1; the other gets ``PromotionConflict`` and is recorded as rejected. No lock, no lease: a run that
-dies at any point leaves no state that blocks others.
-
-Crash safety: the package is complete before it can be promoted (``promote`` checks its config.json),
-so a crash between writing the package and creating the promotion record leaves the old champion
-serving. ``current`` and ``history.jsonl`` are rewritten after the record; a crash in between leaves
-them one decision behind until the next decision, which is why readers that must be right
-(``champion()``) use a fresh listing of ``promotions/`` instead.
+The highest promotion record says which model serves; ``current`` and ``history.jsonl`` are
+conveniences rewritten after each decision (they may lag one decision behind after a crash).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +23,7 @@ from typing import Any
 
 from s2s_core import storage
 from s2s_core.inference.package import read_package_config
+from s2s_core.storage import Store
 
 PROMOTIONS, REJECTIONS, CURRENT, HISTORY = "promotions", "rejections", "current", "history.jsonl"
 RESERVED = {PROMOTIONS, REJECTIONS, CURRENT, HISTORY}
@@ -62,25 +53,21 @@ def _json(record: dict) -> bytes:
 class Registry:
     """The registry of one model name in a store (see module docstring)."""
 
-    def __init__(self, store: str, name: str, storage_options: dict[str, Any] | None = None):
-        self.store, self.name = store.rstrip("/"), name
-        self.opts = storage_options or {}
-        self.root = storage.join(self.store, "models", name)
+    def __init__(self, store_url: str, name: str, storage_options: dict[str, Any] | None = None):
+        self.store_url, self.name = store_url.rstrip("/"), name
+        self.storage_options = dict(storage_options or {})
+        self.url = storage.join(self.store_url, "models", name)
+        self.folder = Store(self.url, self.storage_options)
 
     def package_url(self, version: str) -> str:
-        return storage.join(self.root, version)
+        return self.folder.url_of(version)
 
-    def _promotion_url(self, seq: int) -> str:
-        return storage.join(self.root, PROMOTIONS, f"{seq:0{SEQ_DIGITS}d}.json")
-
-    def _read(self, url: str) -> dict:
-        """A record, bypassing s3fs's listing cache (a record just made by another run is not in it)."""
-        fs, path = storage.filesystem(url, **self.opts)
-        fs.invalidate_cache(posixpath.dirname(path))
-        return json.loads(fs.cat_file(path))
+    @staticmethod
+    def _promotion_name(seq: int) -> str:
+        return f"{PROMOTIONS}/{seq:0{SEQ_DIGITS}d}.json"
 
     def _promotion_seqs(self) -> list[int]:
-        names = storage.list_names(storage.join(self.root, PROMOTIONS), **self.opts)
+        names = self.folder.list_names(PROMOTIONS)
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def champion(self) -> Champion | None:
@@ -88,14 +75,18 @@ class Registry:
         seqs = self._promotion_seqs()
         if not seqs:
             return None
-        record = self._read(self._promotion_url(seqs[-1]))
+        record = self.folder.read_json(self._promotion_name(seqs[-1]))
         return Champion(seqs[-1], record["version"], record["model"], record)
 
     def promote(self, version: str, base: Champion | None, reason: str, details: dict | None = None,
                 run_id: str | None = None) -> dict:
         """Make ``version`` the champion if ``base`` still is; ``PromotionConflict`` if another run won.
 
-        ``base`` is the champion the challenger was judged against (None: there was none).
+        ``base`` is the champion the challenger was judged against (None: there was none). This is a
+        compare-and-swap: promotion N+1 is *created exclusively*, so of two runs judged against
+        promotion N exactly one wins, and a run that dies at any point leaves nothing that blocks
+        others (no lock, no lease). The package must be complete (its config.json exists) first, so a
+        crash between writing it and promoting leaves the old champion serving.
         """
         url = self._checked_package(version)
         seq = (base.seq if base else 0) + 1
@@ -103,15 +94,16 @@ class Registry:
                   "previous": {"seq": base.seq, "version": base.version} if base else None,
                   "reason": reason, "decided_at": _now(), "run_id": run_id, "details": details or {}}
         try:
-            storage.create_bytes(self._promotion_url(seq), _json(record), **self.opts)
+            self.folder.create_bytes(self._promotion_name(seq), _json(record))
         except FileExistsError:
-            winner = self._read(self._promotion_url(seq))
+            self.folder.refresh(self._promotion_name(seq))
+            winner = self.folder.read_json(self._promotion_name(seq))
             if not (run_id and (winner["version"], winner.get("run_id")) == (version, run_id)):
                 raise PromotionConflict(f"lost the race: promotion {seq} went to {winner['version']} "
                                         f"(run {winner.get('run_id')}) first") from None
             record = winner  # our own earlier attempt (a retry after a crash): finish it
         # The record above is the switch; these two are conveniences that may lag after a crash.
-        storage.write_bytes(storage.join(self.root, CURRENT), _json(record), **self.opts)
+        self.folder.write_bytes(CURRENT, _json(record))
         self._write_history()
         return record
 
@@ -124,34 +116,27 @@ class Registry:
         stamp = record["decided_at"].replace("-", "").replace(":", "")
         name = f"{stamp}-{version}-{uuid.uuid4().hex[:8]}.json"
         # Exclusive create: a record is never overwritten, even by a run that reuses a name.
-        storage.create_bytes(storage.join(self.root, REJECTIONS, name), _json(record), **self.opts)
+        self.folder.create_bytes(f"{REJECTIONS}/{name}", _json(record))
         self._write_history()
         return record
 
     def history(self) -> list[dict]:
         """Every promotion and rejection, oldest first (from fresh listings, not ``history.jsonl``)."""
-        urls = [self._promotion_url(seq) for seq in self._promotion_seqs()]
-        rejections = storage.join(self.root, REJECTIONS)
-        urls += [storage.join(rejections, n) for n in storage.list_names(rejections, **self.opts)
-                 if n.endswith(".json")]
-        if not urls:
-            return []
-        fs, _ = storage.filesystem(self.root, **self.opts)
-        paths = [storage.filesystem(u, **self.opts)[1] for u in urls]
-        contents = fs.cat(paths)  # a dict (keys normalised by fsspec); concurrent GETs on object stores
-        records = [json.loads(data) for data in contents.values()]
+        names = [self._promotion_name(seq) for seq in self._promotion_seqs()]
+        names += [f"{REJECTIONS}/{n}" for n in self.folder.list_names(REJECTIONS) if n.endswith(".json")]
+        records = [json.loads(data) for data in self.folder.read_many(names).values()]
         return sorted(records, key=lambda r: (r["decided_at"], r.get("seq") or 0))
 
     def _write_history(self) -> None:
         lines = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in self.history())
-        storage.write_text(storage.join(self.root, HISTORY), lines, **self.opts)
+        self.folder.write_text(HISTORY, lines)
 
     def _checked_package(self, version: str) -> str:
         """URL of the complete package of ``version``; ``PackageError``/``ValueError`` otherwise."""
         if version in RESERVED:
             raise ValueError(f"{version!r} is a reserved name in the registry, not a model version")
         url = self.package_url(version)
-        config = read_package_config(url, self.opts)  # absent until the package is complete
+        config = read_package_config(url, self.storage_options)  # absent until the package is complete
         if config.get("name", self.name) != self.name:
             raise ValueError(f"package {url} is a {config['name']!r} model, not {self.name!r}")
         return url

@@ -9,7 +9,6 @@ import uuid
 import pytest
 import torch
 
-from s2s_core import storage
 from s2s_core.inference.package import PackageError, load_package, save_package
 from s2s_core.model.seq2seq import build_model
 from s2s_core.registry.registry import PromotionConflict, Registry, resolve_model
@@ -41,12 +40,12 @@ def add_package(registry: Registry, tokenizers, version: str, seed: int = 0) -> 
     """Write a complete (untrained) package at models/<name>/<version>/, as training does."""
     torch.manual_seed(seed)
     model = build_model(reverse_model_config(tokenizers, enc_hidden=8, dec_hidden=8, emb_dim=8))
-    return save_package(registry.package_url(version), model, tokenizers, storage_options=registry.opts,
-                        extra={"name": NAME, "version": version})
+    return save_package(registry.package_url(version), model, tokenizers,
+                        storage_options=registry.storage_options, extra={"name": NAME, "version": version})
 
 
 def current(registry: Registry) -> dict:
-    return json.loads(storage.read_text(storage.join(registry.root, "current"), **registry.opts))
+    return registry.folder.read_json("current")
 
 
 def test_first_promotion_makes_the_champion_and_records_it(registry, tokenizers):
@@ -57,9 +56,9 @@ def test_first_promotion_makes_the_champion_and_records_it(registry, tokenizers)
     assert (champion.seq, champion.version, champion.model) == (1, "v1", url)
     assert current(registry) == record == champion.record
     assert record["previous"] is None and record["reason"] == "first model"
-    assert load_package(champion.model, storage_options=registry.opts).config["version"] == "v1"
-    assert resolve_model(registry.root, registry.opts) == url  # "whatever is serving"
-    assert resolve_model(url, registry.opts) == url
+    assert load_package(champion.model, storage_options=registry.storage_options).config["version"] == "v1"
+    assert resolve_model(registry.url, registry.storage_options) == url  # "whatever is serving"
+    assert resolve_model(url, registry.storage_options) == url
 
 
 def test_two_promoters_from_the_same_champion_exactly_one_wins(registry, tokenizers):
@@ -74,7 +73,7 @@ def test_two_promoters_from_the_same_champion_exactly_one_wins(registry, tokeniz
 
         def promote(version: str, base=base, start=start, outcomes=outcomes) -> None:
             # Separate Registry objects, as two flow runs would have.
-            other = Registry(registry.store, NAME, registry.opts)
+            other = Registry(registry.store_url, NAME, registry.storage_options)
             start.wait()
             try:
                 outcomes[version] = other.promote(version, base, "better", run_id=f"run-{version}")
@@ -125,7 +124,7 @@ def test_a_crash_before_the_pointer_moves_leaves_the_old_champion(registry, toke
     assert registry.champion().version == "v1" and current(registry) == before
     # Crash while the package is being written: config.json (written last) is missing.
     add_package(registry, tokenizers, "v3")
-    storage.remove(storage.join(registry.package_url("v3"), "config.json"), **registry.opts)
+    registry.folder.remove("v3/config.json")
     with pytest.raises(PackageError, match="config.json not found"):
         registry.promote("v3", registry.champion(), "better", run_id="r3")
     assert registry.champion().version == "v1" and current(registry) == before
@@ -136,10 +135,10 @@ def test_a_crash_after_the_switch_is_healed_by_the_next_promotion(registry, toke
     for v in ("v1", "v2", "v3"):
         add_package(registry, tokenizers, v)
     registry.promote("v1", None, "first", run_id="r1")
-    stale_current = storage.read_bytes(storage.join(registry.root, "current"), **registry.opts)
+    stale_current = registry.folder.read_bytes("current")
     registry.promote("v2", registry.champion(), "better", run_id="r2")
     # The state a crash right after the promotion record leaves: `current` still names v1.
-    storage.write_bytes(storage.join(registry.root, "current"), stale_current, **registry.opts)
+    registry.folder.write_bytes("current", stale_current)
     assert registry.champion().version == "v2"  # readers that must be right use the promotions log
     registry.promote("v3", registry.champion(), "better", run_id="r3")
     assert current(registry)["version"] == "v3" and current(registry)["seq"] == 3
@@ -149,16 +148,16 @@ def test_rejections_never_touch_the_champion_and_history_records_every_decision(
     for v in ("v1", "v2"):
         add_package(registry, tokenizers, v)
     registry.promote("v1", None, "first model: passes the quality gate", run_id="r1")
-    pointer = storage.read_bytes(storage.join(registry.root, "current"), **registry.opts)
+    pointer = registry.folder.read_bytes("current")
     registry.reject("v2", registry.champion(), "test: BLEU -3.10 (p=0.001): BLEU gain not > 0", run_id="r2")
     registry.reject("v-failed", registry.champion(), "training failed: ValueError: boom", run_id="r3")
-    assert storage.read_bytes(storage.join(registry.root, "current"), **registry.opts) == pointer
+    assert registry.folder.read_bytes("current") == pointer
     assert registry.champion().version == "v1"
     history = registry.history()
     assert [(r["decision"], r["version"]) for r in history] == [
         ("promoted", "v1"), ("rejected", "v2"), ("rejected", "v-failed")]
     assert history[1]["champion"] == {"seq": 1, "version": "v1"} and "BLEU gain" in history[1]["reason"]
-    snapshot = storage.read_text(storage.join(registry.root, "history.jsonl"), **registry.opts)
+    snapshot = registry.folder.read_text("history.jsonl")
     assert [json.loads(line) for line in snapshot.splitlines()] == history
 
 
@@ -167,20 +166,11 @@ def test_only_complete_packages_of_this_model_can_be_promoted(registry, tokenize
         registry.promote("missing", None, "first")
     with pytest.raises(ValueError, match="reserved"):
         registry.promote("current", None, "first")
-    other = Registry(registry.store, "other", registry.opts)
+    other = Registry(registry.store_url, "other", registry.storage_options)
     add_package(other, tokenizers, "v1")  # extra name is "rev"
     with pytest.raises(ValueError, match="is a 'rev' model, not 'other'"):
         other.promote("v1", None, "first")
     assert registry.champion() is None and other.champion() is None
     with pytest.raises(FileNotFoundError, match="no model has been promoted"):
-        resolve_model(registry.root, registry.opts)
+        resolve_model(registry.url, registry.storage_options)
 
-
-def test_exclusive_create_refuses_a_second_writer(registry):
-    url = storage.join(registry.root, "x", "00000001.json")
-    storage.create_bytes(url, b"first", **registry.opts)
-    with pytest.raises(FileExistsError):
-        storage.create_bytes(url, b"second", **registry.opts)
-    assert storage.read_bytes(url, **registry.opts) == b"first"
-    assert storage.list_names(storage.join(registry.root, "x"), **registry.opts) == ["00000001.json"]
-    assert storage.list_names(storage.join(registry.root, "nothing-here"), **registry.opts) == []
