@@ -96,10 +96,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         "dask_address": args.dask, "storage_options": options})
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output")):
         _check_url(url, what, **options)
-    from s2s_core.corpus.plan import JobSpec, preflight
+    from tasks.translate import preflight
 
-    preflight(JobSpec(config.input, config.output, config.text_column, config.id_column, config.chunk_rows,
-                      options), config.model)
+    preflight(config)
     from flows.translate import run_translation
 
     result = run_translation(config)

@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.common import run_logger
 from tasks.config import TranslateConfig
-from tasks.translate import ChunkProgress, finalize, plan_chunks, translate_chunk
+from tasks.translate import ChunkProgress, finalize, plan_translation, run_chunk
 
 
 def default_workers() -> int:
@@ -32,13 +32,12 @@ def default_workers() -> int:
 @flow(name="s2s-translate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
 def translate_flow(config: TranslateConfig) -> dict:
     """Translate ``config.input`` into ``config.output``; every input row becomes one output row."""
-    planned = plan_chunks(config)
-    plan, pending = planned["plan"], planned["pending"]
+    planned = plan_translation(config)
     # A registry URL is resolved once, and with output_per_version so is the output directory.
-    config = config.model_copy(update={"model": planned["model"], "output": planned["output"]})
-    progress = ChunkProgress(plan, pending, config.output)
-    futures = translate_chunk.map(pending, config=unmapped(config),
-                                  plan_fingerprint=unmapped(plan.fingerprint))
+    config = config.model_copy(update={"model": planned.model_url, "output": planned.output})
+    progress = ChunkProgress(planned.plan, planned.pending, config.output)
+    futures = run_chunk.map(planned.pending, config=unmapped(config),
+                            plan_fingerprint=unmapped(planned.plan.fingerprint))
     errors = []
     for future in as_completed(futures):
         try:
@@ -47,9 +46,9 @@ def translate_flow(config: TranslateConfig) -> dict:
             errors.append(err)
     if errors:
         run_logger().error("%d of %d chunks failed; the others are committed, so running the same "
-                           "command again retries only the failed ones", len(errors), len(pending))
+                           "command again retries only the failed ones", len(errors), len(planned.pending))
         raise errors[0]
-    return finalize(config, plan, progress.summary())
+    return finalize(config, planned.plan, progress.summary())
 
 
 def run_translation(config: TranslateConfig) -> dict:

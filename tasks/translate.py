@@ -1,4 +1,8 @@
-"""Corpus translation tasks: plan the chunks, translate one chunk, verify and write the manifest."""
+"""Corpus translation tasks: plan the job, translate one chunk per task run, verify and write the manifest.
+
+The work itself is in ``s2s_core.corpus``. This layer resolves the model, builds the input and output
+``Store`` handles from the config, keeps each worker's loaded model and GPU, and reports progress.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from prefect import task
@@ -17,14 +22,15 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NONE
 
 from s2s_core import storage
-from s2s_core.corpus import commit as parts
-from s2s_core.corpus import plan as corpus_job
+from s2s_core.corpus.chunk import Translate, translate_chunk
+from s2s_core.corpus.commit import committed_ids
 from s2s_core.corpus.files import Chunk
-from s2s_core.corpus.plan import JobPlan, JobSpec
-from s2s_core.corpus.verify import finalize_job
-from s2s_core.inference.package import load_package
+from s2s_core.corpus.plan import JobPlan, JobSpec, ModelIdentity, open_input, plan_job
+from s2s_core.corpus.verify import MANIFEST, verify_output
+from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import resolve_model
+from s2s_core.storage import Store
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
 
@@ -37,8 +43,23 @@ _FREE_GPUS: queue.Queue[str] | None = None
 
 
 def job_spec(config: TranslateConfig) -> JobSpec:
-    return JobSpec(config.input, config.output, config.text_column, config.id_column, config.chunk_rows,
-                   config.storage_options)
+    """The job's input and output stores (each filesystem built once, here) and its settings."""
+    opts = config.storage_options
+    return JobSpec(Store(config.input, opts), Store(config.output, opts), config.text_column,
+                   config.id_column, config.chunk_rows)
+
+
+def model_identity(model_url: str, storage_options: dict) -> ModelIdentity:
+    """Name, version and weights checksum of a package, from its config only (fast, no weights)."""
+    package = read_package_config(model_url, storage_options)
+    weights = package["files"].get(WEIGHTS, {})
+    return ModelIdentity(model_url, package.get("name"), package.get("version"), weights.get("sha256"))
+
+
+def preflight(config: TranslateConfig) -> None:
+    """Fail fast, before any run starts, on a missing model or input, or a missing column."""
+    model_identity(resolve_model(config.model, config.storage_options), config.storage_options)
+    open_input(job_spec(config))
 
 
 def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator, int]:
@@ -71,34 +92,49 @@ def leased_device(requested: str) -> Iterator[str]:
         _FREE_GPUS.put(device)
 
 
+@dataclass(frozen=True)
+class PlannedTranslation:
+    """The plan, the chunks still to translate, and the model URL and output every chunk uses."""
+
+    plan: JobPlan
+    pending: list[Chunk]
+    model_url: str
+    output: str
+
+
 @task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
-def plan_chunks(config: TranslateConfig) -> dict:
+def plan_translation(config: TranslateConfig) -> PlannedTranslation:
     """Plan the chunks, pin the plan in the output, and find the chunks not yet committed.
 
     A registry URL (``<store>/models/<name>``) is resolved here, once: every chunk of the run uses
-    the package that was serving when it started (returned as ``model``).
+    the package that was serving when it started.
     """
-    logger = run_logger()
     model_url = resolve_model(config.model, config.storage_options)
     if config.output_per_version:
         version = model_url.rstrip("/").rsplit("/", 1)[-1]
         config = config.model_copy(update={"output": storage.join(config.output, version)})
-    model = corpus_job.model_identity(model_url, config.storage_options)
-    plan = corpus_job.plan_job(job_spec(config), model, config.decode)
-    committed = parts.committed_ids(config.output, config.storage_options)
+    spec = job_spec(config)
+    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode)
+    committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
-    logger.info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, %d to translate",
-                config.input, plan.corpus.rows, len(plan.corpus.files), len(plan.chunks), config.chunk_rows,
-                len(plan.chunks) - len(pending), len(pending))
-    return {"plan": plan, "pending": pending, "model": model_url, "output": config.output}
+    run_logger().info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "
+                      "%d to translate", config.input, plan.corpus.rows, len(plan.corpus.files),
+                      len(plan.chunks), config.chunk_rows, len(plan.chunks) - len(pending), len(pending))
+    return PlannedTranslation(plan, pending, model_url, config.output)
 
 
 @task(name="translate-chunk", task_run_name="translate-{chunk.id}", **IO_RETRIES, cache_policy=NONE)
-def translate_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str) -> dict:
-    """Translate and commit one chunk; returns its marker plus this worker's pid and model loads."""
+def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str) -> dict:
+    """Translate and commit one chunk on this worker's model and device.
+
+    Returns the chunk's marker record plus this worker's pid and how often it loaded the model.
+    """
     with leased_device(config.device) as device:
-        record = corpus_job.translate_chunk(lambda: cached_translator(config, device)[0], job_spec(config),
-                                            plan_fingerprint, chunk, config.decode)
+        def load_translate() -> Translate:
+            translator = cached_translator(config, device)[0]
+            return lambda texts: translator.translate(texts, config.decode)
+
+        record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate)
         loads = _LOADS[(config.model, device, config.amp)]
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
@@ -106,9 +142,10 @@ def translate_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str
 @task(name="finalize", **IO_RETRIES, cache_policy=NONE)
 def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     """Verify every row is in the output exactly once and write ``manifest.json``."""
-    manifest = finalize_job(job_spec(config), plan, corpus_job.decode_settings(config.decode), this_run)
+    spec = job_spec(config)
+    manifest = verify_output(spec, plan, this_run)
     summary = {k: v for k, v in manifest.items() if k != "chunks"}
-    summary["manifest"] = storage.join(config.output, parts.MANIFEST)
+    summary["manifest"] = spec.output.url_of(MANIFEST)
     run_logger().info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
                       manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
     create_markdown_artifact(_markdown(summary), key=output_artifact_key(config.output, "manifest"),

@@ -1,10 +1,11 @@
-"""Parquet corpora on any fsspec URL: find the files, split them into chunks, read a chunk.
+"""Parquet corpora on any fsspec URL: find the files, cut them into chunks, read a chunk.
 
-A corpus is one Parquet file, a directory (or prefix) of Parquet files, or a glob. Files are taken in
-sorted path order and each is split into chunks of about ``chunk_rows`` rows along its row groups,
-so a chunk reads only the row groups it covers. Chunk ids encode the file's index and the chunk's
-row range (``00003-0000012000-0000014000``): the same input and ``chunk_rows`` always give the same
-ids, which is what lets a re-run recognise the chunks an earlier run committed.
+A corpus is one Parquet file, a directory (or prefix) of Parquet files, or a glob, named by the
+input ``Store``'s URL. Files are taken in sorted path order and each is cut into chunks of about
+``chunk_rows`` rows along its row groups, so a chunk reads only the row groups it covers. Chunk ids
+encode the file's index and the chunk's row range (``00003-0000012000-0000014000``): the same input
+and ``chunk_rows`` always give the same ids, which is what lets a re-run recognise the chunks an
+earlier run committed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import has_magic
-from fsspec.implementations.local import LocalFileSystem
+
+from s2s_core.storage import Store
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 READ_BATCH_ROWS = 8192  # rows decoded at a time while slicing a chunk out of its row groups
@@ -64,22 +64,16 @@ class Corpus:
         return sum(f.rows for f in self.files)
 
 
-def input_filesystem(url: str, storage_options: dict[str, Any] | None = None) -> fsspec.AbstractFileSystem:
-    """The filesystem serving ``url`` (globs included)."""
-    fs, _ = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    return fs
-
-
 def _is_data_file(path: str) -> bool:
     # Hidden and underscore names are Spark/Hive side files (_SUCCESS, _metadata, .tmp-...).
     name = posixpath.basename(path)
     return name.lower().endswith(PARQUET_SUFFIXES) and not name.startswith(("_", "."))
 
 
-def list_parquet_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Paths (inside the filesystem) of the Parquet files ``url`` names, sorted; never empty."""
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    fs.invalidate_cache()  # s3fs caches listings: another process may have just written the input
+def list_parquet_files(input: Store) -> list[str]:
+    """Paths (inside the filesystem) of the Parquet files the input names, sorted; never empty."""
+    fs, path = input.fs, input.path()
+    input.refresh()  # s3fs caches listings: another process may have just written the input
     if has_magic(path):
         paths = [p for p in fs.glob(path) if fs.isfile(p)]
     elif fs.isdir(path):
@@ -87,32 +81,31 @@ def list_parquet_files(url: str, storage_options: dict[str, Any] | None = None) 
     elif fs.isfile(path):
         return [path]
     else:
-        raise FileNotFoundError(f"input not found: {url}")
+        raise FileNotFoundError(f"input not found: {input.url}")
     if not paths:
-        raise FileNotFoundError(f"no Parquet files in input {url}")
+        raise FileNotFoundError(f"no Parquet files in input {input.url}")
     return sorted(paths)
 
 
-def open_corpus(url: str, storage_options: dict[str, Any] | None = None) -> Corpus:
+def open_corpus(input: Store) -> Corpus:
     """Read every file's footer; all files must share one schema (the parts will, too)."""
-    fs = input_filesystem(url, storage_options)
     files, schema = [], None
-    for path in list_parquet_files(url, storage_options):
+    for path in list_parquet_files(input):
         try:
-            with fs.open(path, "rb") as f:
+            with input.fs.open(path, "rb") as f:
                 meta = pq.ParquetFile(f).metadata
                 file_schema = meta.schema.to_arrow_schema()
         except (pa.ArrowInvalid, OSError) as err:
             if isinstance(err, FileNotFoundError):
                 raise
-            raise ValueError(f"{_url(fs, path)} is not a readable Parquet file: {err}") from err
+            raise ValueError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema, check_metadata=False):
-            raise ValueError(f"input files have different schemas: {_url(fs, path)} has "
+            raise ValueError(f"input files have different schemas: {input.describe(path)} has "
                              f"{_describe(file_schema)}, the first file {_describe(schema)}")
         files.append(InputFile(path, tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))))
-    return Corpus(url, tuple(files), schema)
+    return Corpus(input.url, tuple(files), schema)
 
 
 def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
@@ -139,7 +132,7 @@ def chunk_id(file_index: int, start: int, stop: int) -> str:
     return f"{file_index:05d}-{start:010d}-{stop:010d}"
 
 
-def plan_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
+def cut_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
     """Chunks of at most ``chunk_rows`` rows, in corpus order, covering every row exactly once.
 
     Small row groups are packed together; a row group larger than ``chunk_rows`` is cut into
@@ -167,10 +160,10 @@ def plan_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
     return chunks
 
 
-def iter_chunk_batches(fs: fsspec.AbstractFileSystem, chunk: Chunk, columns: Sequence[str] | None = None,
+def iter_chunk_batches(input: Store, chunk: Chunk, columns: Sequence[str] | None = None,
                        batch_rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Record batches holding exactly the chunk's rows, reading only the row groups it covers."""
-    with fs.open(chunk.path, "rb") as f:
+    with input.fs.open(chunk.path, "rb") as f:
         parquet = pq.ParquetFile(f)
         meta = parquet.metadata
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -181,7 +174,7 @@ def iter_chunk_batches(fs: fsspec.AbstractFileSystem, chunk: Chunk, columns: Seq
                 first_row = offset if first_row is None else first_row
             offset += n
         if chunk.stop > offset:
-            raise ValueError(f"{_url(fs, chunk.path)} has {offset} rows, chunk {chunk.id} needs "
+            raise ValueError(f"{input.describe(chunk.path)} has {offset} rows, chunk {chunk.id} needs "
                              f"{chunk.stop}: the input changed since it was planned")
         pos = first_row or 0
         for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups,
@@ -195,30 +188,23 @@ def iter_chunk_batches(fs: fsspec.AbstractFileSystem, chunk: Chunk, columns: Seq
                 return
 
 
-def read_chunk(fs: fsspec.AbstractFileSystem, chunk: Chunk, columns: Sequence[str] | None = None
-               ) -> pa.Table:
+def read_chunk(input: Store, chunk: Chunk, columns: Sequence[str] | None = None) -> pa.Table:
     """The chunk's rows (all columns, or ``columns``) as one table."""
-    batches = list(iter_chunk_batches(fs, chunk, columns))
+    batches = list(iter_chunk_batches(input, chunk, columns))
     table = pa.Table.from_batches(batches) if batches else pa.table({})
     if table.num_rows != chunk.rows:
-        raise ValueError(f"chunk {chunk.id} of {_url(fs, chunk.path)}: read {table.num_rows} rows, "
+        raise ValueError(f"chunk {chunk.id} of {input.describe(chunk.path)}: read {table.num_rows} rows, "
                          f"planned {chunk.rows}: the input changed since it was planned")
     return table
 
 
-def iter_column(fs: fsspec.AbstractFileSystem, corpus: Corpus, column: str,
-                batch_rows: int = 65536) -> Iterator[pa.Array]:
+def iter_column(input: Store, corpus: Corpus, column: str, batch_rows: int = 65536) -> Iterator[pa.Array]:
     """One column of the whole corpus in corpus order, a batch at a time (bounded memory)."""
     for file in corpus.files:
-        with fs.open(file.path, "rb") as f:
+        with input.fs.open(file.path, "rb") as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[column],
                                                          use_threads=False):
                 yield batch.column(0)
-
-
-def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """How to name a file in messages: plain local paths, full URLs elsewhere."""
-    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
 
 def _describe(schema: pa.Schema) -> str:

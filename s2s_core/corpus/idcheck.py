@@ -73,3 +73,15 @@ def find_duplicate_ids(stream: Callable[[], Iterator[pa.Array]], total_rows: int
         duplicates = dict(sorted(((k, n) for k, n in counts.items() if n > 1),
                                  key=lambda kv: (-kv[1], kv[0]))[:examples])
     return IdReport(rows, nulls, passes, duplicates)
+
+
+def check_ids(stream: Callable[[], Iterator[pa.Array]], rows: int, where: str,
+              max_ids_in_memory: int = DEFAULT_MAX_IDS_IN_MEMORY) -> dict:
+    """Raise ``ValueError`` on null or repeated ids; returns the check's summary."""
+    report = find_duplicate_ids(stream, rows, max_ids_in_memory)
+    if report.nulls:
+        raise ValueError(f"{where}: {report.nulls} rows have a null id")
+    if report.duplicates:
+        shown = ", ".join(f"{k!r} ×{n}" for k, n in report.duplicates.items())
+        raise ValueError(f"{where}: ids are not unique ({shown}); pass another --id-column or --id-column ''")
+    return {"rows": report.rows, "unique": True, "passes": report.passes}

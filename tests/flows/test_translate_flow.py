@@ -204,7 +204,7 @@ def test_a_registry_url_translates_with_the_serving_model(tiny_run, tmp_path):
     registry.promote(version, None, "first model")
     corpus = bible_corpus(tmp_path / "in", 20, files=1)
 
-    result = run_translation(config_for(registry.root, corpus, tmp_path / "out", workers=1,
+    result = run_translation(config_for(registry.url, corpus, tmp_path / "out", workers=1,
                                         output_per_version=True))
 
     assert result["model"]["url"] == registry.package_url(version) and result["model"]["version"] == version

@@ -1,0 +1,74 @@
+"""Translate one chunk: read its rows, translate the text column, write the part, commit it.
+
+The model is whatever ``translate`` callable the caller hands in (the task layer wraps a loaded
+``Translator``), so this package never imports torch or the inference code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from s2s_core.corpus import commit
+from s2s_core.corpus.files import Chunk, read_chunk
+from s2s_core.corpus.plan import JobSpec
+
+
+class TranslatedRow(Protocol):
+    """The fields of one translated row that a part and its marker record (a ``Translation``)."""
+
+    text: str
+    score: float
+    status: str
+    src_tokens: Sequence[int]
+    tokens: Sequence[int]
+
+
+# Texts of a chunk (None for nulls) → one translated row per text, in order.
+Translate = Callable[[list[str | None]], Sequence[TranslatedRow]]
+
+
+def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
+                    load_translate: Callable[[], Translate]) -> dict:
+    """Translate, write and commit one chunk; returns its marker record (``skipped`` if committed).
+
+    ``load_translate`` is called only when the chunk still needs translating, so a re-run does not
+    load a model just to skip committed chunks; its time is recorded apart as ``load``.
+    """
+    if commit.is_committed(spec.output, chunk.id):
+        return {**commit.read_markers(spec.output, [chunk.id])[chunk.id], "skipped": True}
+    started = time.perf_counter()
+    table = read_chunk(spec.input, chunk)
+    read_done = time.perf_counter()
+    translate = load_translate()  # a cached model returns at once; the first load is timed apart
+    loaded = time.perf_counter()
+    out = translate(table.column(spec.text_column).to_pylist())
+    translate_done = time.perf_counter()
+    if len(out) != table.num_rows:  # the Translator guarantees this; a part must never be short
+        raise RuntimeError(f"chunk {chunk.id}: {table.num_rows} rows in, {len(out)} out")
+    table = (table.append_column("translation", pa.array([t.text for t in out], pa.string()))
+             .append_column("score", pa.array([t.score for t in out], pa.float64()))
+             .append_column("status", pa.array([t.status for t in out], pa.string())))
+    part_bytes = commit.write_part(spec.output, chunk.id, table)
+    finished = time.perf_counter()
+    record = {"chunk": chunk.id, "file": chunk.path, "start": chunk.start, "stop": chunk.stop,
+              "rows_in": chunk.rows, "rows_out": table.num_rows, "part": commit.part_name(chunk.id),
+              "part_bytes": part_bytes, "plan": plan_fingerprint,
+              "statuses": dict(Counter(t.status for t in out)),
+              "source_tokens": sum(len(t.src_tokens) for t in out),
+              "target_tokens": sum(len(t.tokens) for t in out),
+              "seconds": {"read": round(read_done - started, 4), "load": round(loaded - read_done, 4),
+                          "translate": round(translate_done - loaded, 4),
+                          "write": round(finished - translate_done, 4),
+                          "total": round(finished - started, 4)},
+              "host": socket.gethostname(), "pid": os.getpid(),
+              "committed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    committed = commit.commit(spec.output, chunk.id, record)
+    return {**record, "skipped": not committed}

@@ -1,0 +1,39 @@
+"""Translating chunk by chunk: a resumed job translates only what is not committed yet."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import polars as pl
+import pytest
+
+from s2s_core.corpus.plan import PlanMismatchError, plan_job
+from s2s_core.corpus.verify import VerificationError, verify_output
+from s2s_core.inference.translator import DecodeConfig
+from tests.s2s_core.corpus.helpers import DECODE, MODEL, job, reverse_corpus, run_job
+
+
+def test_resumed_job_translates_only_uncommitted_chunks_and_verifies(tmp_path, translator):
+    spec = job(reverse_corpus(tmp_path), tmp_path / "out", chunk_rows=20)
+    plan, first = run_job(translator, spec, only={0, 2})
+    with pytest.raises(VerificationError, match="3 of 5 chunks are not committed"):
+        verify_output(spec, plan)
+    before = {r["chunk"]: (tmp_path / "out/_done" / f"{r['chunk']}.json").read_bytes() for r in first}
+    loads: list[int] = []
+    plan, second = run_job(translator, spec, loads=loads)
+    assert [r["skipped"] for r in second] == [True, False, True, False, False] and len(loads) == 3
+    for chunk, marker in before.items():
+        assert (tmp_path / "out/_done" / f"{chunk}.json").read_bytes() == marker
+    manifest = verify_output(spec, plan, max_ids_in_memory=30)
+    assert manifest["rows_in"] == manifest["rows_out"] == 87
+    assert manifest["ids"] == {"column": "id", "aligned_with_input": True, "rows": 87, "unique": True,
+                               "passes": 3}
+    assert [c["rows_out"] for c in manifest["chunks"]] == [20, 20, 10, 20, 17]
+    out = pl.read_parquet(str(tmp_path / "out/part-*.parquet"))
+    assert out.columns == ["id", "src", "n", "translation", "score", "status"]
+    assert out["id"].to_list() == [f"r{i}" for i in range(87)]
+    # A different chunk size (or model, or search) would mix two plans in one output.
+    with pytest.raises(PlanMismatchError, match="different chunk_rows"):
+        plan_job(dataclasses.replace(spec, chunk_rows=30), MODEL, DECODE)
+    # Batch size does not change hypotheses, so it may change between runs.
+    plan_job(spec, MODEL, DecodeConfig(beam_size=1, max_len_extra=2, max_tokens=50))
