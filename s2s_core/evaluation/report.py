@@ -1,31 +1,5 @@
-"""Evaluation reports: scores with bootstrap confidence intervals, PNG figures and a markdown summary.
-
-``score_with_ci`` returns, per metric name::
-
-    {"bleu": {"score": 23.1,                  # corpus score on the whole test set
-              "ci95": [21.9, 24.3] | None,    # bootstrap 95% interval, None when n_bootstrap <= 1
-              "mean": 23.0 | None,            # mean of the bootstrap resample scores
-              "ci_halfwidth": 1.2 | None,     # sacrebleu's "± ci"
-              "signature": "nrefs:1|bs:1000|seed:12345|case:mixed|..."}}
-
-The bootstrap is sacrebleu's own and is seeded from ``SACREBLEU_SEED`` (default 12345), so two calls
-on the same input give identical results; ``SACREBLEU_SEED=none`` makes it random. The seed and the
-number of resamples are part of the signature (``bs:``, ``seed:``).
-
-``render_markdown`` takes a report dict (JSON-serialisable; every key but ``test_sets`` optional)::
-
-    {"title": "Evaluation report",
-     "model": "s3://bucket/models/run-1/model.s2s",
-     "test_sets": {
-         "newstest": {
-             "rows": 3000,                                  # sentences translated
-             "scores": <score_with_ci output>,
-             "decode": {"beam_size": 4, "alpha": 0.6, ...},  # how the hypotheses were produced
-             "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
-             "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
-     "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
-     "figures": {"Training curve": "training_curve.png"}     # or a list of paths
-    }
+"""Evaluation reports: scores with bootstrap confidence intervals, PNG figures (training curve,
+attention heatmap) and markdown summaries of an evaluation or of a retrain decision.
 """
 
 from __future__ import annotations
@@ -50,7 +24,16 @@ MAX_EXAMPLES = 5  # examples shown per test set in the markdown report
 def score_with_ci(hypotheses: Sequence[str], references: Sequence[str],
                   names: Sequence[str] = ("bleu", "chrf", "ter"),
                   n_bootstrap: int = 1000) -> dict[str, dict]:
-    """Corpus score, bootstrap 95% interval and signature for each metric (see module docstring)."""
+    """Corpus score, bootstrap 95% interval and signature for each metric; per metric name::
+
+        {"bleu": {"score": 23.1,                  # corpus score on the whole test set
+                  "ci95": [21.9, 24.3] | None,    # bootstrap 95% interval, None when n_bootstrap <= 1
+                  "mean": 23.0 | None,            # mean of the bootstrap resample scores
+                  "ci_halfwidth": 1.2 | None,     # sacrebleu's "± ci"
+                  "signature": "nrefs:1|bs:1000|seed:12345|case:mixed|..."}}
+
+    Resampling is ``corpus_score_ci``'s: seeded, so two calls on the same input agree.
+    """
     out = {}
     for name in names:
         s = corpus_score_ci(name, hypotheses, references, n_bootstrap=n_bootstrap)
@@ -206,7 +189,21 @@ def _figures(figures: Mapping[str, str] | Sequence[str]) -> list[str]:
 
 
 def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES) -> str:
-    """Markdown report from a report dict (schema in the module docstring)."""
+    """Markdown report from a JSON-ready report dict (every key but ``test_sets`` optional)::
+
+        {"title": "Evaluation report",
+         "model": "s3://bucket/models/run-1/model.s2s",   # URL of the evaluated model package
+         "test_sets": {
+             "newstest": {
+                 "rows": 3000,                                  # sentences translated
+                 "scores": <score_with_ci output>,
+                 "decode": {"beam_size": 4, "alpha": 0.6, ...},  # how the hypotheses were produced
+                 "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
+                 "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
+         "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
+         "figures": {"Training curve": "training_curve.png"}     # or a list of paths
+        }
+    """
     lines = [f"# {_md(report.get('title', 'Evaluation report'))}", ""]
     if report.get("model"):
         lines += [f"Model: `{report['model']}`", ""]

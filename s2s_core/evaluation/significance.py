@@ -1,19 +1,4 @@
-"""Paired significance tests between two systems on the same test set (sacrebleu's paired bootstrap).
-
-``paired_bootstrap`` returns, per metric name::
-
-    {"bleu": {"baseline": 20.1, "system": 22.4,   # corpus scores on the whole test set
-              "delta": 2.3,                       # system - baseline
-              "p_value": 0.004,                   # paired bootstrap p-value of |delta|
-              "system_ci95": [21.0, 23.8],        # bootstrap 95% interval of the system's score
-              "signature": "nrefs:1|bs:1000|seed:12345|case:mixed|..."}}
-
-The test is sacrebleu's ``PairedTest(test_type="bs")`` (Koehn 2004, as in Moses'
-``bootstrap-hypothesis-difference-significance.pl``): both systems are scored on the same resampled
-sentence sets; the p-value is the share of resamples whose (centred) absolute difference exceeds
-the observed one. It is two-sided: read the direction from ``delta``. Resampling is seeded from
-``SACREBLEU_SEED`` (default 12345), so results are reproducible; the signature records it.
-"""
+"""Paired bootstrap significance test between two systems on the same test set (challenger vs champion)."""
 
 from __future__ import annotations
 
@@ -27,7 +12,14 @@ PAIRED_METRICS = {"bleu": BLEU, "chrf": CHRF}
 
 def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], references: Sequence[str],
                      names: Sequence[str] = ("bleu", "chrf"), n_bootstrap: int = 1000) -> dict[str, dict]:
-    """Compare ``system`` with ``baseline`` hypotheses of the same sources (see module docstring)."""
+    """Compare ``system`` with ``baseline`` hypotheses of the same sources; per metric name::
+
+        {"bleu": {"baseline": 20.1, "system": 22.4,   # corpus scores on the whole test set
+                  "delta": 2.3,                       # system - baseline
+                  "p_value": 0.004,                   # two-sided: read the direction from delta
+                  "system_ci95": [21.0, 23.8],        # bootstrap 95% interval of the system's score
+                  "signature": "nrefs:1|bs:1000|seed:12345|case:mixed|..."}}
+    """
     if not len(system) == len(baseline) == len(references):
         raise ValueError(f"{len(system)} system and {len(baseline)} baseline hypotheses "
                          f"for {len(references)} references")
@@ -36,6 +28,10 @@ def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], references:
     if n_bootstrap < 2:
         raise ValueError(f"a paired bootstrap needs at least 2 resamples, got {n_bootstrap}")
     metrics = {name: PAIRED_METRICS[name]() for name in names}
+    # sacrebleu's paired bootstrap (Koehn 2004, as Moses' bootstrap-hypothesis-difference-significance.pl):
+    # both systems are scored on the same resampled sentence sets; the p-value is the share of
+    # resamples whose (centred) absolute difference exceeds the observed one. Resampling is seeded
+    # from SACREBLEU_SEED (default 12345), so results are reproducible; the signature records it.
     test = PairedTest([("baseline", list(baseline)), ("system", list(system))], metrics,
                       references=[list(references)], test_type="bs", n_samples=n_bootstrap)
     signatures, results = test()

@@ -1,4 +1,8 @@
-"""Translate lists of sentences: cleaning, truncation, dedupe, length-sorted batches, OOM splitting."""
+"""Translate lists of raw sentences with a trained model: one result per input row, in input order.
+
+Handles empty and over-long input, repeated sentences (searched once), length-sorted batches and
+batches that fail (out of memory: split in halves and retried).
+"""
 
 from __future__ import annotations
 
@@ -40,17 +44,20 @@ class DecodeConfig:
 
 @dataclass
 class Translation:
+    """The result for one input row."""
+
     text: str
     score: float  # mean token log-prob (0.0 for empty input)
     status: str  # one of STATUSES
     src_tokens: list[int]  # source ids fed to the model (after truncation, EOS excluded)
     tokens: list[int]
-    attention: torch.Tensor | None = None  # [len(tokens)+1, len(src_tokens)+1]
+    attention: torch.Tensor | None = None  # [len(tokens) + finished, len(src_tokens)+1]
     nbest: list[tuple[str, float]] | None = None  # (text, mean log-prob), best first
     error: str | None = None
 
 
 def mean_log_prob(hyp: Hypothesis) -> float:
+    """Log-prob per generated token (EOS included when emitted), comparable across lengths."""
     return hyp.score / max(1, len(hyp.tokens) + int(hyp.finished))
 
 

@@ -1,8 +1,6 @@
-"""Attention over encoder states: dot, general (Luong), additive (Bahdanau) and cosine scoring.
+"""Attention over encoder states, which the decoder uses at every step to build its context.
 
-Shapes: queries ``[B, T, Dq]`` (T = 1 while decoding step by step), keys ``[B, S, Dk]``,
-mask ``[B, S]`` (True on real positions). Returns context ``[B, T, Dk]`` and weights ``[B, T, S]``
-that sum to 1 over real positions and are exactly 0 on padding.
+Scorers: dot, general (Luong), additive (Bahdanau) and cosine.
 """
 
 from __future__ import annotations
@@ -15,13 +13,18 @@ SCORERS = ("dot", "general", "additive", "cosine")
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim restricted to ``mask``; masked positions get exactly 0."""
+    """Softmax of ``scores [B, T, S]`` over real positions ``mask [B, S]``; padding gets exactly 0."""
     scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    # Normalise in float32: under autocast the scores may be half precision.
     return torch.softmax(scores.float(), dim=-1).to(scores.dtype)
 
 
 class Attention(nn.Module):
-    """Scores a decoder query against encoder keys and returns the weighted context."""
+    """Scores decoder queries against encoder keys and returns the weighted context.
+
+    Shapes: queries ``[B, T, Dq]`` (T = 1 while decoding step by step), keys ``[B, S, Dk]``, mask
+    ``[B, S]`` (True on real positions).
+    """
 
     def __init__(self, kind: str, query_dim: int, key_dim: int, hidden_dim: int | None = None):
         super().__init__()
@@ -46,7 +49,7 @@ class Attention(nn.Module):
             self.scale = nn.Parameter(torch.tensor(10.0))
 
     def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """Per-sentence precomputation reused at every decoder step."""
+        """Per-sentence precomputation ``[B, S, Dq or H]`` reused at every decoder step."""
         if self.kind == "dot":
             return keys
         projected = self.key_proj(keys)
@@ -72,8 +75,9 @@ class Attention(nn.Module):
         mask: torch.Tensor,
         projected_keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context ``[B, T, Dk]`` and weights ``[B, T, S]`` (sum to 1 over real positions, 0 on padding)."""
         if projected_keys is None:
             projected_keys = self.project_keys(keys)
         weights = masked_softmax(self.score(query, projected_keys), mask)
-        context = torch.bmm(weights, keys)
+        context = torch.bmm(weights, keys)  # [B, T, Dk]
         return context, weights

@@ -1,4 +1,4 @@
-"""Attentional LSTM/GRU decoder with input feeding (Luong et al., 2015)."""
+"""Attentional LSTM/GRU decoder with input feeding (Luong et al., 2015), started from the encoder summary."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ class Bridge(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Target RNN whose output attends over the encoder states; teacher-forced (``forward``) or stepwise."""
+
     def __init__(self, embedding: nn.Embedding, rnn_type: str, hidden: int, layers: int,
                  enc_dim: int, attention: str, attention_hidden: int | None, dropout: float,
                  input_feeding: bool, bridge: str):
@@ -78,7 +80,8 @@ class Decoder(nn.Module):
         return DecoderState(self.bridge(enc), feed)
 
     def _attend(self, rnn_out: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        context, weights = self.attention(rnn_out, enc.states, enc.mask, enc.projected_keys)
+        """RNN outputs ``[B, T, H]`` → attentional states ``[B, T, H]`` and weights ``[B, T, S]``."""
+        context, weights = self.attention(rnn_out, enc.states, enc.mask, enc.projected_keys)  # [B, T, De]
         attentional = torch.tanh(self.combine(torch.cat([rnn_out, context], dim=-1)))
         return self.dropout(attentional), weights
 

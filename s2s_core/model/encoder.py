@@ -32,6 +32,8 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
+    """Embeds source ids and runs a (bidirectional) RNN over them; output size ``dirs * hidden``."""
+
     def __init__(self, embedding: nn.Embedding, rnn_type: str, hidden: int, layers: int,
                  bidirectional: bool, dropout: float):
         super().__init__()

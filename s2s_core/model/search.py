@@ -1,7 +1,7 @@
-"""Batched greedy and beam search over a ``Seq2Seq`` model.
+"""Greedy and beam search: turn a ``Seq2Seq`` and a batch of source ids into n-best hypotheses.
 
-Every sentence in a batch is searched independently: its hypotheses do not depend on the other
-sentences or on padding (the encoder packs sequences and attention masks padding).
+Each sentence is searched independently: its hypotheses do not depend on the other sentences of
+the batch or on padding (the encoder packs sequences and attention masks padding).
 """
 
 from __future__ import annotations
@@ -14,18 +14,23 @@ import torch
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.tokenizer import BOS_ID, EOS_ID
 
+# Shapes below: B sentences, A of them still searching (beam search), k beam size, V target
+# vocabulary, S padded source length, t the decoding step (tokens generated before it).
+
 
 @dataclass
 class Hypothesis:
+    """One output of a search for one sentence."""
+
     tokens: list[int]  # target ids, without BOS/EOS
     score: float  # sum of token log-probs (EOS included when emitted)
     norm_score: float  # score divided by the length penalty (what beam search ranks by)
-    attention: torch.Tensor | None = None  # [len(tokens)+1, source length] when requested
+    attention: torch.Tensor | None = None  # [len(tokens) + finished, source length] when requested
     finished: bool = True  # False when cut at the maximum length without EOS
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al., 2016)."""
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al., 2016); |Y| counts EOS."""
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -47,17 +52,20 @@ def greedy_search(
     """Arg-max decoding of each sentence; returns a one-element n-best list per sentence."""
     batch = src.size(0)
     limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, model.config.max_tgt_len)
-    limit_t = torch.tensor(limits, device=src.device)
-    enc = model.encode(src, src_lengths)
+    limit_t = torch.tensor(limits, device=src.device)  # [B]
+    enc = model.encode(src, src_lengths)  # states [B, S, De]
     state = model.init_state(enc)
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    scores = torch.zeros(batch, device=src.device)
-    steps: list[torch.Tensor] = []
-    attn: list[torch.Tensor] = []
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)  # [B] last token
+    done = torch.zeros(batch, dtype=torch.bool, device=src.device)  # [B]
+    scores = torch.zeros(batch, device=src.device)  # [B]
+    steps: list[torch.Tensor] = []  # per step: [B]
+    attn: list[torch.Tensor] = []  # per step: [B, S]
+    # Finished rows keep being decoded (the batch stays rectangular); their tokens are masked
+    # to EOS and their log-probs to 0, so they do not change.
     for t in range(max(limits)):
-        log_probs, weights, state = model.decode_step(prev, enc, state)
-        best_lp, prev = log_probs.max(dim=-1)
+        log_probs, weights, state = model.decode_step(prev, enc, state)  # [B, V], [B, S]
+        best_lp, prev = log_probs.max(dim=-1)  # [B], [B]
+        # ``done`` is from the previous step, so the EOS token's own log-prob is counted.
         scores += best_lp.masked_fill(done, 0.0)
         steps.append(prev.masked_fill(done, EOS_ID))
         if return_attention:
@@ -65,17 +73,50 @@ def greedy_search(
         done |= (prev == EOS_ID) | (limit_t <= t + 1)
         if bool(done.all()):
             break
-    tokens = torch.stack(steps, 1).tolist()
-    attn_t = torch.stack(attn, 1).float().cpu() if return_attention else None
+    tokens = torch.stack(steps, 1).tolist()  # [B][steps]
+    attn_t = torch.stack(attn, 1).float().cpu() if return_attention else None  # [B, steps, S]
     results = []
     for row in range(batch):
         seq = tokens[row][: limits[row]]
-        emitted = seq.index(EOS_ID) + 1 if EOS_ID in seq else len(seq)
+        emitted = seq.index(EOS_ID) + 1 if EOS_ID in seq else len(seq)  # steps this sentence took
         out = [tok for tok in seq[:emitted] if tok != EOS_ID]
         score = float(scores[row])
         att = attn_t[row, :emitted, : int(src_lengths[row])] if attn_t is not None else None
         results.append([Hypothesis(out, score, score, att, finished=EOS_ID in seq[:emitted])])
     return results
+
+
+def _top_candidates(scores: torch.Tensor, log_probs: torch.Tensor, k: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 2k best one-token extensions of each sentence's beams, best first.
+
+    ``scores [A, k]`` and ``log_probs [A*k, V]`` give candidate scores ``[A, 2k]``, the decoder row
+    each candidate extends (its backpointer) ``[A, 2k]`` and its token ``[A, 2k]``. Taking 2k
+    guarantees k candidates that do not end in EOS: each beam has only one EOS extension.
+    """
+    n_active, vocab = scores.size(0), log_probs.size(-1)
+    # Candidate (beam j, token v) of a sentence sits at flat index j*V + v.
+    candidates = (scores.unsqueeze(-1) + log_probs.view(n_active, k, vocab)).view(n_active, -1)  # [A, k*V]
+    top_scores, top_index = candidates.topk(2 * k, dim=1)  # [A, 2k]
+    # Undo the flattening: beam j = index // V; sentence a's beams are rows a*k .. a*k+k-1.
+    top_rows = torch.div(top_index, vocab, rounding_mode="floor") + (
+        torch.arange(n_active, device=scores.device) * k).unsqueeze(1)
+    top_tokens = top_index % vocab
+    return top_scores, top_rows, top_tokens
+
+
+def _search_is_over(hyps: list[Hypothesis], best_alive: float, at_limit: bool, limit: int,
+                    k: int, n_best: int, alpha: float) -> bool:
+    """Whether a sentence can stop: at its length limit, k finished, or no live beam can still win.
+
+    k finished hypotheses end the search even if a live one could still score better (the usual
+    beam convention), so beam search can return a worse 1-best than greedy search.
+    """
+    best_finished = max((h.norm_score for h in hyps), default=float("-inf"))
+    # A live hypothesis's log-prob only falls, and (for alpha ≥ 0) the penalty grows with length:
+    # the best normalised score it can still reach is its current score at the longest length.
+    bound = best_alive / length_penalty(limit, alpha)
+    return at_limit or len(hyps) >= k or (len(hyps) >= n_best and best_finished >= bound)
 
 
 @torch.no_grad()
@@ -106,42 +147,41 @@ def beam_search(
     batch, k = src.size(0), beam_size
     limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, model.config.max_tgt_len)
     src_len_list = src_lengths.tolist()
-    enc = model.encode(src, src_lengths)
-    enc = enc.index_select(torch.arange(batch, device=device).repeat_interleave(k))
-    state = model.init_state(enc)
+    # The decoder runs on a flat batch of A*k rows: row a*k + j is beam j of sentence active[a].
+    enc = model.encode(src, src_lengths)  # states [B, S, De]
+    enc = enc.index_select(torch.arange(batch, device=device).repeat_interleave(k))  # [B*k, S, De]
+    state = model.init_state(enc)  # hidden [L, B*k, H]
 
-    active = list(range(batch))  # sentence ids still searching, in row-block order
-    scores = torch.full((batch, k), float("-inf"), device=device)
+    active = list(range(batch))  # sentence ids still searching, in row-block order (A of them)
+    scores = torch.full((batch, k), float("-inf"), device=device)  # [A, k] beam log-probs, best first
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
-    seqs = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    attn = torch.empty(batch * k, 0, src.size(1), device=device) if return_attention else None
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    ranks = torch.arange(2 * k, device=device)
+    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)  # [A*k] last token
+    seqs = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # [A*k, t] tokens so far
+    attn = (torch.empty(batch * k, 0, src.size(1), device=device)  # [A*k, t, S]
+            if return_attention else None)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]  # per sentence id, any order
+    ranks = torch.arange(2 * k, device=device)  # [2k] rank of each top candidate
 
     for t in range(max(limits)):
-        length = t + 1
-        n_active = len(active)
-        log_probs, weights, state = model.decode_step(prev, enc, state)
-        candidates = (scores.unsqueeze(-1) + log_probs.view(n_active, k, vocab)).view(n_active, -1)
-        top_scores, top_index = candidates.topk(2 * k, dim=1)
-        top_rows = torch.div(top_index, vocab, rounding_mode="floor") + (
-            torch.arange(n_active, device=device) * k).unsqueeze(1)
-        top_tokens = top_index % vocab
-        at_limit = torch.tensor([limits[s] <= length for s in active], device=device)
-        is_eos = top_tokens == EOS_ID
+        length = t + 1  # tokens in a hypothesis after this step, EOS included
+        log_probs, weights, state = model.decode_step(prev, enc, state)  # [A*k, V], [A*k, S]
+        top_scores, top_rows, top_tokens = _top_candidates(scores, log_probs, k)  # [A, 2k] each
+        limited = [limits[s] <= length for s in active]  # [A]: this step emits the last allowed token
+        at_limit = torch.tensor(limited, device=device)  # [A]
+        is_eos = top_tokens == EOS_ID  # [A, 2k]
 
-        # Finalise EOS candidates ranked within the beam (and everything at the length limit).
-        # Bookkeeping runs on the host: one transfer per step rather than one per hypothesis.
-        finalize = (is_eos | at_limit.unsqueeze(1)) & (ranks < k) & torch.isfinite(top_scores)
-        hits = finalize.nonzero()
+        # A hypothesis ends when one of the k best candidates is EOS (one ranked lower would not
+        # have made the beam), or unfinished at the sentence's length limit; -inf candidates are
+        # not hypotheses. Bookkeeping runs on the host: one transfer per step, not per hypothesis.
+        finalize = (is_eos | at_limit.unsqueeze(1)) & (ranks < k) & torch.isfinite(top_scores)  # [A, 2k]
+        hits = finalize.nonzero()  # [H, 2]: (sentence position a, candidate rank)
         if len(hits):
-            hit_rows = top_rows[hits[:, 0], hits[:, 1]]
-            prefixes = seqs[hit_rows].tolist()
-            hit_tokens = top_tokens[hits[:, 0], hits[:, 1]].tolist()
-            hit_scores = top_scores[hits[:, 0], hits[:, 1]].tolist()
+            hit_rows = top_rows[hits[:, 0], hits[:, 1]]  # [H] decoder row each hypothesis extends
+            prefixes = seqs[hit_rows].tolist()  # [H][t]
+            hit_tokens = top_tokens[hits[:, 0], hits[:, 1]].tolist()  # [H]
+            hit_scores = top_scores[hits[:, 0], hits[:, 1]].tolist()  # [H]
             hit_attn = (torch.cat([attn[hit_rows], weights[hit_rows].unsqueeze(1)], 1).float().cpu()
-                        if attn is not None else None)
+                        if attn is not None else None)  # [H, t+1, S]
             for j, (a, token, raw) in enumerate(zip(hits[:, 0].tolist(), hit_tokens, hit_scores,
                                                    strict=True)):
                 sent = active[a]
@@ -150,28 +190,26 @@ def beam_search(
                 finished[sent].append(Hypothesis(out, raw, raw / length_penalty(length, alpha), att,
                                                  finished=token == EOS_ID))
 
-        # The k best candidates that did not end continue (EOS candidates sort last).
-        keep = (is_eos.long() * 2 * k + ranks).argsort(dim=1)[:, :k]
-        scores = top_scores.gather(1, keep)
-        rows = top_rows.gather(1, keep).view(-1)
-        prev = top_tokens.gather(1, keep).view(-1)
-        seqs = torch.cat([seqs[rows], prev.unsqueeze(1)], dim=1)
+        # The k best candidates that did not end continue: EOS candidates get a sort key past
+        # every other rank (2k + rank), so the first k of the argsort are the best non-EOS ones.
+        keep = (is_eos.long() * 2 * k + ranks).argsort(dim=1)[:, :k]  # [A, k] candidate ranks
+        scores = top_scores.gather(1, keep)  # [A, k], still best first
+        rows = top_rows.gather(1, keep).view(-1)  # [A*k] backpointers: the row each new beam extends
+        prev = top_tokens.gather(1, keep).view(-1)  # [A*k]
+        seqs = torch.cat([seqs[rows], prev.unsqueeze(1)], dim=1)  # [A*k, t+1]
         if attn is not None:
-            attn = torch.cat([attn[rows], weights[rows].unsqueeze(1)], dim=1)
+            attn = torch.cat([attn[rows], weights[rows].unsqueeze(1)], dim=1)  # [A*k, t+1, S]
         state = state.index_select(rows)
 
-        # A live hypothesis's log-prob only falls; the best it can reach is at its longest length.
-        done = []
-        for sent, best_alive, limited in zip(active, scores[:, 0].tolist(), at_limit.tolist(), strict=True):
-            hyps = finished[sent]
-            best_finished = max((h.norm_score for h in hyps), default=float("-inf"))
-            bound = best_alive / length_penalty(limits[sent], alpha)
-            done.append(limited or len(hyps) >= k or (len(hyps) >= n_best and best_finished >= bound))
+        best_alive = scores[:, 0].tolist()  # [A]
+        done = [_search_is_over(finished[sent], best_alive[a], limited[a], limits[sent], k, n_best, alpha)
+                for a, sent in enumerate(active)]  # [A]
         if all(done):
             break
         if any(done):
-            keep_sent = torch.tensor([a for a, d in enumerate(done) if not d], device=device)
-            keep_rows = (keep_sent.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            # Drop finished sentences: keep the others' blocks of k rows (a*k .. a*k+k-1), in order.
+            keep_sent = torch.tensor([a for a, d in enumerate(done) if not d], device=device)  # [A']
+            keep_rows = (keep_sent.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # [A'*k]
             active = [s for s, d in zip(active, done, strict=True) if not d]
             enc, state = enc.index_select(keep_rows), state.index_select(keep_rows)
             scores, prev, seqs = scores[keep_sent], prev[keep_rows], seqs[keep_rows]

@@ -1,7 +1,6 @@
-"""Parallel-corpus preparation: read (Parquet / TSV / text pair), clean and filter, split, write.
+"""Turn a raw parallel corpus into clean train/dev/test frames: read, clean and filter, split, write.
 
-Every input is read through fsspec, so local paths, ``file://`` and ``s3://`` URLs all work. The
-frames this module passes around always have the string columns ``id, src, tgt``.
+Inputs are Parquet, TSV or a pair of text files at any fsspec URL (local path, ``file://``, ``s3://``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import polars as pl
 from s2s_core.storage import read_bytes, write_bytes
 from s2s_core.text.tokenizer import clean_text
 
-COLUMNS = ("id", "src", "tgt")
+COLUMNS = ("id", "src", "tgt")  # every frame this module returns has exactly these string columns
 # The rules of clean_parallel, in the order they are applied; a row is counted under the first rule
 # that removes it, so the counts add up to the number of rows removed.
 FILTER_RULES = ("empty", "too_short", "too_long", "length_ratio", "duplicate")
@@ -25,30 +24,25 @@ FILTER_RULES = ("empty", "too_short", "too_long", "length_ratio", "duplicate")
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """How a parallel corpus is read, filtered and split.
-
-    Length bounds count characters per side after ``clean_text`` normalization. The length-ratio
-    rule compares ``longer / max(shorter, ratio_min_chars)`` against ``max_length_ratio``: when both
-    sides have at least ``ratio_min_chars`` (default 10) characters this is the plain ratio; a
-    shorter side is counted as ``ratio_min_chars`` long, because very short segments ("Amen." /
-    "Así sea.") legitimately differ a lot in relative length, while a 3-character source paired with
-    a 400-character target is still caught as misaligned. ``max_length_ratio=None`` disables it.
-
-    ``dev_size``/``test_size``: a float in [0, 1) is a fraction of the rows (rounded, at least one
-    row when the fraction is positive); an int is an absolute row count.
-    """
+    """How a parallel corpus is read, filtered and split (lengths count characters after ``clean_text``)."""
 
     src_column: str = "src"
     tgt_column: str = "tgt"
     id_column: str | None = "id"  # None, or absent from the file: ids are 1-based row numbers
-    min_chars: int = 1
-    max_chars: int = 1000
+    min_chars: int = 1  # per side
+    max_chars: int = 1000  # per side
+    # Rows with longer / max(shorter, ratio_min_chars) above this are dropped as misaligned (None: keep).
     max_length_ratio: float | None = 3.0
+    # A side shorter than this counts as this long in the ratio: very short segments ("Amen." /
+    # "Así sea.") legitimately differ a lot in relative length, while a 3-character source paired
+    # with a 400-character target is still caught.
     ratio_min_chars: int = 10
+    # A float in [0, 1) is a fraction of the rows (rounded, at least one row when positive);
+    # an int is a row count.
     dev_size: float | int = 0.02
     test_size: float | int = 0.02
-    seed: int = 1234
-    dedupe: bool = True
+    seed: int = 1234  # of the shuffle that picks dev and test rows
+    dedupe: bool = True  # drop exact (src, tgt) repeats after cleaning, keeping the first
 
     def __post_init__(self) -> None:
         if self.src_column == self.tgt_column:

@@ -118,6 +118,6 @@ class Tokenizers:
 def train_tokenizers(src: Sequence[str], tgt: Sequence[str], config: TokenizerConfig) -> Tokenizers:
     """Train a joint model on both sides, or one model per side."""
     if config.joint:
-        model = train_subword_model([*src, *tgt], config)
-        return Tokenizers(model, model, config)
+        joint = train_subword_model([*src, *tgt], config)
+        return Tokenizers(joint, joint, config)
     return Tokenizers(train_subword_model(src, config), train_subword_model(tgt, config), config)

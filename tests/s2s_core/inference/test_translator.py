@@ -20,12 +20,29 @@ def test_bad_input_never_crashes_and_keeps_every_row(reverse_task, beam):
     assert out[8].text == "c b a"
 
 
-def test_order_and_duplicates(reverse_task):
-    translator = Translator(reverse_task.model, reverse_task.tokenizers)
-    texts = ["a b c", "d e f g h", "a b c", "", "l k", "a b c"]
-    out = translator.translate(texts)
+class CountingTranslator(Translator):
+    """Records every source row handed to the search."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.searched: list[tuple[int, ...]] = []
+
+    def _search(self, sources, config):
+        self.searched += [tuple(s) for s in sources]
+        return super()._search(sources, config)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_order_and_duplicates(reverse_task, beam):
+    translator = CountingTranslator(reverse_task.model, reverse_task.tokenizers)
+    # The last row differs from the first only in whitespace: the same ids after cleaning.
+    texts = ["a b c", "d e f g h", "a b c", "", "l k", " a  b\tc "]
+    # A small token budget spreads the rows over several length-sorted batches.
+    out = translator.translate(texts, DecodeConfig(beam_size=beam, max_tokens=12))
     assert [t.text for t in out] == ["c b a", "h g f e d", "c b a", "", "k l", "c b a"]
     assert out[0].score == out[2].score == out[5].score < 0
+    # Three distinct non-empty sources: each searched exactly once, however often it repeats.
+    assert len(translator.searched) == len(set(translator.searched)) == 3
 
 
 def test_control_characters_are_cleaned_before_translation(reverse_task):
