@@ -21,8 +21,11 @@ from s2s_core.evaluation.metrics import corpus_scores
 from s2s_core.inference.package import save_package
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
+from s2s_core.storage import Store
 from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
-from s2s_core.training.trainer import TrainConfig, Trainer, make_examples
+from s2s_core.training.config import TrainConfig
+from s2s_core.training.data import make_examples
+from s2s_core.training.trainer import Trainer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bible-es-en"
 
@@ -83,14 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
                                warmup_steps=args.warmup, eval_every=args.eval_every,
                                eval_max_sentences=args.eval_sentences, patience=None, log_every=50,
                                checkpoint_every=0, device=args.device, amp=args.amp)
-    checkpoints = str(args.workdir / "checkpoints") if args.workdir else None
+    checkpoints = Store(str(args.workdir / "checkpoints")) if args.workdir else None
     trainer = Trainer(model, tokenizers, train_config, examples, split["dev"]["src"].to_list(),
-                      split["dev"]["tgt"].to_list(), checkpoint_dir=checkpoints)
+                      split["dev"]["tgt"].to_list(), checkpoints=checkpoints)
     train_start = time.perf_counter()
     state = trainer.fit(resume=False)
     train_seconds = time.perf_counter() - train_start
     target_tokens = sum(len(e.tgt) + 1 for e in examples)
-    epochs = state.epoch + state.batch_in_epoch / max(1, len(trainer.epoch_batches(state.epoch)))
+    epochs = state.epoch + state.batch_in_epoch / max(1, len(trainer.data.epoch_batches(state.epoch)))
 
     model.load_state_dict(trainer.best_weights())
     translator = Translator(model, tokenizers, trainer.device, amp=args.amp)

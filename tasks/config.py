@@ -20,7 +20,7 @@ from s2s_core.model.seq2seq import ModelConfig
 from s2s_core.registry.promotion import PromotionConfig
 from s2s_core.text.prepare import PrepareConfig
 from s2s_core.text.tokenizer import TokenizerConfig
-from s2s_core.training.trainer import TrainConfig
+from s2s_core.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 

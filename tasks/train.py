@@ -4,20 +4,26 @@ processes); resumes from the run's last checkpoint after a crash; writes the mod
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from s2s_core import storage
 from s2s_core.inference.package import load_tokenizers, save_package
 from s2s_core.model.seq2seq import ModelConfig, build_model
-from s2s_core.training.trainer import BEST, LAST, TrainConfig, load_checkpoint
+from s2s_core.storage import Store
+from s2s_core.training.checkpoint import BEST, LAST, read_checkpoint
+from s2s_core.training.config import TrainConfig
+from s2s_core.training.history import brief
 from tasks.common import artifact_key, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
@@ -65,7 +71,7 @@ class TrainProgress:
                              record["examples"], record["device"], record["processes"],
                              self.batches_per_epoch)
         elif kind in ("log", "eval"):
-            self.logger.info("step %d epoch %d | %s", record["step"], record["epoch"], _brief(record))
+            self.logger.info("step %d epoch %d | %s", record["step"], record["epoch"], brief(record))
             update_progress_artifact(self.artifact, progress_percent(
                 self.config, record["step"], record["elapsed_seconds"], self.batches_per_epoch))
         elif kind == "end":
@@ -75,37 +81,56 @@ class TrainProgress:
 
 
 def launch_torchrun(job: TrainingJob, processes: int, on_event: TrainProgress) -> None:
-    """Run the job as ``processes`` ranks under torchrun, relaying rank 0's events."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        f.write(job.to_json())
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={processes}", "-m", "tasks.train_worker", f.name]
-    on_event.logger.info("launching %s", " ".join(command))
-    tail: deque[str] = deque(maxlen=30)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    try:
+    """Run the job as ``processes`` ranks under torchrun, relaying their output as it comes."""
+    with tempfile.TemporaryDirectory(prefix="s2s-torchrun-") as workdir:
+        job_file = Path(workdir, "job.json")
+        job_file.write_text(job.to_json(), encoding="utf-8")
+        # --tee 3: every rank's stdout and stderr reach our pipe, each line tagged with its rank
+        # (the copies torchrun keeps go to a log dir of ours, removed with it).
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={processes}", "--tee", "3", "--log-dir", str(Path(workdir, "logs")),
+                   "-m", "tasks.train_worker", str(job_file)]
+        on_event.logger.info("launching %s", " ".join(command))
+        tail: deque[str] = deque(maxlen=30)
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env) as process:
-            for line in process.stdout:
-                if line.startswith(EVENT_PREFIX):
-                    event = json.loads(line[len(EVENT_PREFIX):])
-                    on_event(event["kind"], event["record"])
-                elif line.strip():
-                    tail.append(line.rstrip())
+            relay_output(process.stdout, on_event, on_event.logger, tail)
             code = process.wait()
-    finally:
-        os.unlink(f.name)
     if code != 0:
         raise RuntimeError(f"torchrun training failed with exit code {code}:\n" + "\n".join(tail))
+
+
+# How torchrun --tee tags a worker's line: "[<role><local rank>]:", e.g. "[default1]:...".
+_RANK_TAG = re.compile(r"\[[A-Za-z_]*?(\d+)\]:")
+
+
+def relay_output(lines: Iterable[str], on_event: Callable[[str, dict], None],
+                 logger: logging.Logger | logging.LoggerAdapter, tail: deque[str]) -> None:
+    """Turn torchrun's output into events (rank 0's ``S2S_EVENT`` lines) and log lines (all others).
+
+    Log lines name their rank (``[rank 1] ...``; torchrun's own lines are ``[torchrun] ...``) and the
+    latest are kept in ``tail`` for the error message of a failed launch.
+    """
+    for raw in lines:
+        line = raw.rstrip()
+        tag = _RANK_TAG.match(line)
+        text = line[tag.end():] if tag else line
+        if text.startswith(EVENT_PREFIX):
+            event = json.loads(text[len(EVENT_PREFIX):])
+            on_event(event["kind"], event["record"])
+        elif text.strip():
+            message = f"[rank {tag.group(1)}] {text}" if tag else f"[torchrun] {text}"
+            logger.info("%s", message)
+            tail.append(message)
 
 
 @task(name="train")
 def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout) -> dict:
     """Train (or resume) and write the model package with the best dev-BLEU weights."""
-    opts = config.storage_options
     job = TrainingJob(model=config.model.to_dict(), train=asdict(config.train), tokenizer_url=tokenizer_url,
                       train_url=data["train"], dev_url=data["dev"], checkpoint_dir=layout.checkpoints,
-                      history_url=storage.join(layout.logs, "train.jsonl"), storage_options=opts)
+                      logs_dir=layout.logs, storage_options=config.storage_options)
     progress = TrainProgress(config.train, layout.run_id)
     if config.distributed.processes > 1:
         launch_torchrun(job, config.distributed.processes, progress)
@@ -118,9 +143,9 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
                   resumed_from: int | None) -> dict:
     """Package the best checkpoint's weights (the last one when there was no dev evaluation)."""
     opts = config.storage_options
-    last = load_checkpoint(storage.join(layout.checkpoints, LAST), opts)
-    best_url = storage.join(layout.checkpoints, BEST)
-    weights = load_checkpoint(best_url, opts)["model"] if storage.exists(best_url, **opts) else last["model"]
+    checkpoints = Store(layout.checkpoints, opts)
+    last = read_checkpoint(checkpoints, LAST)
+    weights = read_checkpoint(checkpoints, BEST)["model"] if checkpoints.exists(BEST) else last["model"]
     tokenizers = load_tokenizers(tokenizer_url, opts)
     model = build_model(ModelConfig.from_dict(last["model_config"]))
     state = last["state"]
@@ -131,9 +156,3 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
     run_logger().info("model package written to %s", url)
     return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
             "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from}
-
-
-def _brief(record: dict) -> str:
-    keys = {"loss": "loss {:.3f}", "tokens_per_second": "{:.0f} tok/s", "dev_bleu": "dev BLEU {:.2f}",
-            "dev_chrf": "chrF {:.2f}", "lr": "lr {:.2e}"}
-    return ", ".join(fmt.format(record[k]) for k, fmt in keys.items() if k in record)

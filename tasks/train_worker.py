@@ -3,12 +3,14 @@
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m tasks.train_worker JOB.json
 
 Kept free of Prefect imports so every rank starts fast; rank 0 reports trainer events on stdout
-as ``S2S_EVENT {json}`` lines, which the train task turns into logs and a progress artifact.
+as ``S2S_EVENT {json}`` lines, which the train task turns into logs and a progress artifact. Any
+other output of any rank goes into the task's log as it is.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,9 +20,13 @@ import torch
 
 from s2s_core.inference.package import load_tokenizers
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
+from s2s_core.storage import Store
 from s2s_core.text.prepare import read_parquet
+from s2s_core.training.config import TrainConfig
+from s2s_core.training.data import make_examples
 from s2s_core.training.distributed import ProcessGroup, init_from_env, shutdown
-from s2s_core.training.trainer import TrainConfig, Trainer, TrainState, make_examples
+from s2s_core.training.state import TrainState
+from s2s_core.training.trainer import Trainer
 
 EVENT_PREFIX = "S2S_EVENT "
 
@@ -35,7 +41,7 @@ class TrainingJob:
     train_url: str
     dev_url: str
     checkpoint_dir: str
-    history_url: str
+    logs_dir: str  # the history goes to train.jsonl in it
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -62,8 +68,8 @@ def run_job(job: TrainingJob, on_event: Callable[[str, dict], None],
     on_event("model", {"parameters": count_parameters(model), "skipped_pairs": skipped,
                        "rnn_type": model_config.rnn_type, "attention": model_config.attention})
     trainer = Trainer(model, tokenizers, train_config, examples, dev["src"].to_list(), dev["tgt"].to_list(),
-                      checkpoint_dir=job.checkpoint_dir, on_event=on_event, storage_options=opts,
-                      group=group, history_url=job.history_url)
+                      checkpoints=Store(job.checkpoint_dir, opts), on_event=on_event, group=group,
+                      logs=Store(job.logs_dir, opts))
     return trainer.fit(resume=True)
 
 
@@ -76,6 +82,8 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as f:
         job = TrainingJob.from_json(f.read())
     group = init_from_env()
+    # One line per rank: the train task relays every rank's output into its log, tagged with the rank.
+    print(f"process {group.rank} of {group.world_size} started (pid {os.getpid()})", flush=True)
     try:
         run_job(job, print_event if group.is_main else (lambda kind, record: None), group)
     finally:

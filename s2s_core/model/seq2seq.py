@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from s2s_core.configs import dataclass_from_dict
 from s2s_core.model.attention import SCORERS
 from s2s_core.model.decoder import Decoder, DecoderState
 from s2s_core.model.encoder import RNN_TYPES, Encoder, EncoderOutput
@@ -64,11 +65,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config fields: {unknown}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 class Seq2Seq(nn.Module):

@@ -1,4 +1,6 @@
 import json
+import logging
+from collections import deque
 from pathlib import Path
 
 import polars as pl
@@ -8,7 +10,7 @@ import s3fs
 from flows.train import train_flow
 from s2s_core import storage
 from s2s_core.inference.package import load_package
-from s2s_core.training.trainer import load_checkpoint
+from s2s_core.training.checkpoint import load_checkpoint
 from tests.flows.conftest import FAST, ROOT, TINY, run_flow_until_killed, tiny_config
 
 
@@ -118,12 +120,15 @@ def test_prepare_rejects_bad_input_with_a_specific_message(tmp_path, content, me
         prepare_data.fn(config, RunLayout(config.store, "bad"))
 
 
-def test_data_parallel_training_with_two_gloo_processes(prefect_harness, tmp_path):
+def test_data_parallel_training_with_two_gloo_processes(prefect_harness, tmp_path, caplog):
     """torchrun launches 2 CPU ranks (gloo); rank 0 checkpoints; a re-run resumes the same way."""
+    caplog.set_level(logging.INFO)
     store = str(tmp_path / "store")
     first = train_flow(tiny_config(store, ["distributed.processes=2", "train.max_steps=10",
                                            "train.max_tokens=500"], run_id="ddp"))
     assert first["training"]["steps"] == 10 and first["training"]["resumed_from_step"] is None
+    task_log = [r.getMessage() for r in caplog.records if r.name == "prefect.task_runs"]
+    assert any(m.startswith("[rank 1] process 1 of 2 started") for m in task_log)  # rank 1's output
     checkpoint = load_checkpoint(f"{store}/runs/ddp/checkpoints/last.pt")
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
     assert checkpoint["state"]["batch_in_epoch"] % 2 == 0  # each step consumed one batch per rank
@@ -134,3 +139,23 @@ def test_data_parallel_training_with_two_gloo_processes(prefect_harness, tmp_pat
     assert longer["training"]["resumed_from_step"] == 10 and longer["training"]["steps"] == 14
     (t,) = load_package(longer["model"]).translator(device="cpu").translate(["Y dijo Dios"])
     assert t.status == "ok"
+
+
+def test_torchrun_output_is_relayed_line_by_line_with_its_rank(caplog):
+    from tasks.train import relay_output
+
+    lines = ["[default1]:process 1 of 2 started\n",
+             '[default0]:S2S_EVENT {"kind": "log", "record": {"step": 5}}\n',
+             "W1124 12:00:00 torchrun's own warning\n",
+             "[default0]:\n",
+             "[default1]:[rank1]: Traceback (most recent call last):\n"]
+    events: list = []
+    tail: deque[str] = deque(maxlen=2)
+    with caplog.at_level(logging.INFO, logger="test.relay"):
+        relay_output(lines, lambda kind, record: events.append((kind, record)),
+                     logging.getLogger("test.relay"), tail)
+    assert events == [("log", {"step": 5})]
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == ["[rank 1] process 1 of 2 started", "[torchrun] W1124 12:00:00 torchrun's own warning",
+                      "[rank 1] [rank1]: Traceback (most recent call last):"]
+    assert list(tail) == logged[-2:]  # what a failed launch's error message ends with

@@ -9,7 +9,9 @@ import torch
 
 from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
 from s2s_core.text.tokenizer import Tokenizers
-from s2s_core.training.trainer import Example, TrainConfig, Trainer, make_examples
+from s2s_core.training.config import TrainConfig
+from s2s_core.training.data import Example, make_examples
+from s2s_core.training.trainer import Trainer
 from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
 
 
@@ -40,7 +42,7 @@ def reverse_task() -> ReverseTask:
     torch.manual_seed(0)
     tokenizers = reverse_tokenizers()
     dev_src, dev_tgt = reverse_pairs(200, seed=2)
-    config = TrainConfig(max_steps=400, max_minutes=1.5, max_tokens=1000, lr=3e-3, warmup_steps=50,
+    config = TrainConfig(max_steps=400, max_tokens=1000, lr=3e-3, warmup_steps=50,
                          eval_every=200, log_every=100, label_smoothing=0.0, patience=None, seed=7)
     model = build_model(reverse_model_config(tokenizers))
     trainer = Trainer(model, tokenizers, config, reverse_examples(tokenizers, 4000, seed=1),

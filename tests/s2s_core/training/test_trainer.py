@@ -1,9 +1,14 @@
+import time
+
 import pytest
 import torch
 
 from s2s_core.model.seq2seq import build_model
+from s2s_core.storage import Store
+from s2s_core.training.checkpoint import LAST, load_checkpoint
+from s2s_core.training.config import TrainConfig
 from s2s_core.training.schedule import LRSchedule
-from s2s_core.training.trainer import LAST, TrainConfig, Trainer, load_checkpoint
+from s2s_core.training.trainer import Trainer
 from tests.s2s_core.conftest import reverse_examples, reverse_model_config
 from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
 
@@ -12,18 +17,31 @@ class SimulatedCrash(RuntimeError):
     pass
 
 
-def make_trainer(tokenizers, examples, max_steps, checkpoint_dir, on_event=None, **overrides):
+def make_trainer(tokenizers, examples, max_steps, checkpoint_dir, on_event=None, clock=time.perf_counter,
+                 **overrides):
     torch.manual_seed(0)  # identical initial weights in every run
     model = build_model(reverse_model_config(tokenizers, dropout=0.3))
     dev_src, dev_tgt = reverse_pairs(20, seed=5)
     config = TrainConfig(**{**dict(max_steps=max_steps, max_tokens=300, lr=2e-3, warmup_steps=5,
                                    eval_every=7, checkpoint_every=6, log_every=3, patience=None,
                                    seed=11), **overrides})
-    return Trainer(model, tokenizers, config, examples, dev_src, dev_tgt, checkpoint_dir=checkpoint_dir,
-                   on_event=on_event)
+    checkpoints = Store(checkpoint_dir) if checkpoint_dir else None
+    return Trainer(model, tokenizers, config, examples, dev_src, dev_tgt, checkpoints=checkpoints,
+                   on_event=on_event, clock=clock)
 
 
-def test_resume_after_crash_equals_uninterrupted_training(tmp_path):
+@pytest.fixture
+def one_cpu_thread():
+    """Bit-for-bit comparisons need deterministic kernels: with several threads, CPU LSTM kernels
+    may split their reductions differently from run to run (about 1 run in 5 differs in the last
+    bits here), which says nothing about resume."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_resume_after_crash_equals_uninterrupted_training(tmp_path, one_cpu_thread):
     """N steps, crash, resume, N more steps == 2N uninterrupted steps, bit for bit on CPU."""
     tokenizers = reverse_tokenizers()
     examples = reverse_examples(tokenizers, 300, seed=3)  # ~20 batches/epoch: crosses an epoch
@@ -87,15 +105,65 @@ def test_time_budget_stops_training(tmp_path):
     assert state.elapsed_seconds >= 0.12
 
 
-def test_best_weights_are_the_best_dev_bleu_checkpoint(tmp_path):
+def test_best_checkpoint_holds_the_weights_of_the_best_dev_bleu_in_the_history(tmp_path):
     tokenizers = reverse_tokenizers()
     examples = reverse_examples(tokenizers, 200, seed=3)
-    trainer = make_trainer(tokenizers, examples, 21, str(tmp_path))
+    # A high learning rate makes dev BLEU go up and down, so the best evaluation is not the last one.
+    trainer = make_trainer(tokenizers, examples, 40, str(tmp_path), eval_every=5, lr=1e-2)
     trainer.fit()
+    evals = [r for r in trainer.history if "dev_bleu" in r]
+    best_record = max(evals, key=lambda r: r["dev_bleu"])  # the first evaluation to reach the maximum
+    assert best_record is not evals[-1] and len({r["dev_bleu"] for r in evals}) > 2
+
     best = load_checkpoint(f"{tmp_path}/best.pt")
-    assert best["state"]["best_step"] == trainer.state.best_step
+    assert best["state"]["step"] == best["state"]["best_step"] == best_record["step"]
+    assert best["state"]["best_bleu"] == best_record["dev_bleu"]
+    assert trainer.state.best_step == best_record["step"]
+    assert trainer.state.best_bleu == best_record["dev_bleu"]
     for name, tensor in trainer.best_weights().items():
         assert torch.equal(tensor, best["model"][name])
+    # Decoding the dev set with best.pt's weights gives the score the history recorded for them.
+    trainer.model.load_state_dict(best["model"])
+    assert trainer.validator.evaluate(trainer.model)["dev_bleu"] == best_record["dev_bleu"]
+
+
+class StepClock:
+    """A fake clock for time budgets: each training step takes ``seconds_per_step``, nothing else any time."""
+
+    def __init__(self, seconds_per_step: float):
+        self.now, self.seconds_per_step = 0.0, seconds_per_step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_event(self, kind: str, record: dict) -> None:
+        if kind == "step":
+            self.now += self.seconds_per_step
+
+
+def test_time_budget_counts_the_time_of_all_resumed_runs(tmp_path):
+    """``max_minutes`` is a budget for the whole training: a resumed run gets only what is left of it."""
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 100, seed=3)
+
+    def run(max_minutes: float) -> tuple[Trainer, int]:
+        clock = StepClock(6.0)  # a fresh process: its clock starts anywhere, here at 0
+        trainer = make_trainer(tokenizers, examples, None, str(tmp_path), on_event=clock.on_event,
+                               clock=clock, max_minutes=max_minutes, eval_every=0)
+        resumed_at = trainer.state.step if trainer.resume() else 0
+        state = trainer.fit(resume=False)
+        assert state.stop_reason == "max_minutes"
+        return trainer, state.step - resumed_at
+
+    first, first_steps = run(0.5)
+    assert first.state.elapsed_seconds == pytest.approx(30.0) and first_steps > 1
+    again, again_steps = run(0.5)  # the budget is spent: nothing more to train
+    assert again_steps == 0 and again.state.elapsed_seconds == pytest.approx(30.0)
+    longer, longer_steps = run(1.0)  # 30 s are left of the larger budget, not 60
+    assert longer.state.elapsed_seconds == pytest.approx(60.0)
+    assert longer_steps == first_steps
+    elapsed = [r["elapsed_seconds"] for r in longer.history]
+    assert elapsed == sorted(elapsed) and elapsed[-1] == pytest.approx(60.0)
 
 
 def test_config_requires_a_stop_condition():
