@@ -16,7 +16,14 @@ from s2s_core import storage
 from tasks.config import PipelineConfig
 from tasks.evaluate import evaluate_model
 from tasks.layout import RunLayout
-from tasks.registry import compare_with_champion, decide_and_record, find_champion, publish_comparison
+from tasks.registry import (
+    check_registry_store,
+    compare_with_champion,
+    decide_and_record,
+    find_champion,
+    find_decision,
+    publish_comparison,
+)
 
 
 def challenger_config(config: PipelineConfig) -> PipelineConfig:
@@ -41,6 +48,7 @@ def retrain_flow(config: PipelineConfig) -> dict:
     get_run_logger().info("retraining %s: challenger %s in %s", config.name, version, layout.root)
     registry = dict(store=config.store, name=config.name, version=version, run_id=layout.run_id,
                     settings=config.promotion, storage_options=opts)
+    check_registry_store(config.store, config.name, opts)  # before hours of training, not after
     try:
         trained = train_flow(config)
     except Exception as err:
@@ -49,26 +57,28 @@ def retrain_flow(config: PipelineConfig) -> dict:
                           comparison=None, failure=f"training failed: {type(err).__name__}: {err}")
         raise
 
-    # Read the champion as late as possible: it is the base of the compare-and-swap below.
-    champion = find_champion(config.store, config.name, opts)
-    comparison = champion_scores = None
-    if champion and champion["version"] != version:
-        champion_reports = storage.join(layout.reports, "champion")
-        settings = config.evaluate.model_copy(update={"heatmaps": 0})  # scores only
-        champion_scores = evaluate_model(champion["model"], trained["tests"], champion_reports, settings,
-                                         opts)["scores"]
-        comparison = compare_with_champion(layout.reports, champion_reports, list(trained["tests"]),
-                                           config.promotion.n_bootstrap, opts)
-    scores = {test: {m: s[m] for m in ("bleu", "chrf")} for test, s in trained["scores"].items()}
-    decision = decide_and_record(**registry, champion=champion, scores=scores, comparison=comparison)
-
+    # A re-run after a crash that followed this run's decision reports that decision again.
+    decision = find_decision(config.store, config.name, layout.run_id, opts)
+    if decision is None:
+        # Read the champion as late as possible: it is the base of the compare-and-swap below.
+        champion = find_champion(config.store, config.name, opts)
+        comparison = champion_scores = None
+        if champion and champion["version"] != version:
+            champion_reports = storage.join(layout.reports, "champion")
+            settings = config.evaluate.model_copy(update={"heatmaps": 0})  # scores only
+            champion_scores = evaluate_model(champion["model"], trained["tests"], champion_reports, settings,
+                                             opts)["scores"]
+            comparison = compare_with_champion(layout.reports, champion_reports, list(trained["tests"]),
+                                               config.promotion.n_bootstrap, opts)
+        scores = {test: {m: s[m] for m in ("bleu", "chrf")} for test, s in trained["scores"].items()}
+        decision = decide_and_record(**registry, champion=champion, scores=scores, comparison=comparison,
+                                     champion_scores=champion_scores)
+    champion = decision["details"].get("champion")
     report = {"name": config.name, "run_id": layout.run_id, "decision": decision["decision"],
               "reason": decision["reason"], "decided_at": decision["decided_at"],
               "promotion_seq": decision.get("seq"), "promotion": config.promotion.to_dict(),
               "challenger": {"version": version, "model": trained["model"], "scores": trained["scores"]},
-              "champion": champion and {"seq": champion["seq"], "version": champion["version"],
-                                        "model": champion["model"], "scores": champion_scores},
-              "comparison": comparison}
+              "champion": champion, "comparison": decision["details"].get("comparison")}
     urls = publish_comparison(report, layout.reports, layout.run_id, opts)
     return {"run": layout.root, "model": trained["model"], "decision": decision["decision"],
             "reason": decision["reason"], "champion": champion and champion["version"],

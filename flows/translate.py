@@ -16,6 +16,9 @@ from prefect import flow, unmapped
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from s2s_core.corpus.files import Chunk
+from s2s_core.corpus.plan import JobPlan
+from s2s_core.corpus.verify import DamagedChunksError
 from tasks.common import run_logger
 from tasks.config import TranslateConfig
 from tasks.translate import ChunkProgress, finalize, plan_translation, run_chunk
@@ -36,8 +39,24 @@ def translate_flow(config: TranslateConfig) -> dict:
     # A registry URL is resolved once, and with output_per_version so is the output directory.
     config = config.model_copy(update={"model": planned.model_url, "output": planned.output})
     progress = ChunkProgress(planned.plan, planned.pending, config.output)
-    futures = run_chunk.map(planned.pending, config=unmapped(config),
-                            plan_fingerprint=unmapped(planned.plan.fingerprint))
+    translate_chunks(planned.pending, config, planned.plan, progress)
+    try:
+        return finalize(config, planned.plan, progress.summary())
+    except DamagedChunksError as err:
+        # Committed parts found damaged (truncated, lost) were un-committed by the check: translate
+        # them again now instead of failing every night until someone cleans up by hand.
+        run_logger().warning("%s", err)
+        damaged = [c for c in planned.plan.chunks if c.id in set(err.chunk_ids)]
+        progress.redo(damaged)
+        translate_chunks(damaged, config, planned.plan, progress)
+        return finalize(config, planned.plan, progress.summary())
+
+
+def translate_chunks(chunks: list[Chunk], config: TranslateConfig, plan: JobPlan, progress: ChunkProgress
+                     ) -> None:
+    """Run the chunks on the flow's task runner; raise the first failure once all others have finished."""
+    futures = run_chunk.map(chunks, config=unmapped(config), plan_fingerprint=unmapped(plan.fingerprint),
+                            pinned_numerics=unmapped(plan.record["numerics"]))
     errors = []
     for future in as_completed(futures):
         try:
@@ -46,9 +65,8 @@ def translate_flow(config: TranslateConfig) -> dict:
             errors.append(err)
     if errors:
         run_logger().error("%d of %d chunks failed; the others are committed, so running the same "
-                           "command again retries only the failed ones", len(errors), len(planned.pending))
+                           "command again retries only the failed ones", len(errors), len(chunks))
         raise errors[0]
-    return finalize(config, planned.plan, progress.summary())
 
 
 def run_translation(config: TranslateConfig) -> dict:

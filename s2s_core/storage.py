@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
@@ -16,6 +17,49 @@ from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+# Answers to a conditional put that mean "the object exists" or "another conditional write to it is in
+# flight", by S3 error code or HTTP status. s3fs maps only a 412 that names the If-None-Match condition to
+# FileExistsError; other servers answer 412 without the condition, or 409 (ConditionalRequestConflict).
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "OperationAborted",
+                            "412", "409"})
+_CONFLICT_STATUSES = frozenset({409, 412})
+_CONTENDED_TRIES = 6  # a 409 for a key that does not exist yet: another writer's put is in flight
+
+
+class ExclusiveCreateUnsupported(ValueError):
+    """The store overwrote an object that an exclusive create should have refused."""
+
+
+def _is_conflict(err: OSError) -> bool:
+    """Whether an error from a conditional put is a "precondition failed" or "conflict" answer."""
+    response = getattr(err.__cause__, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in _CONFLICT_CODES or status in _CONFLICT_STATUSES
+
+
+def _fsync_directory(path: str) -> None:
+    """Make a rename or link inside ``path`` durable: a power loss must not undo it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_directories(path: str) -> None:
+    """``os.makedirs`` whose new directory entries are durable too (each parent fsynced)."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = posixpath.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            continue
+        _fsync_directory(posixpath.dirname(directory) or ".")
 
 
 def join(url: str, *parts: str) -> str:
@@ -108,8 +152,9 @@ class Store:
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write ``data`` so that readers see either the old object or the complete new one.
 
-        Local files are written to a temporary sibling, flushed to disk and renamed (atomic on
-        POSIX). Object stores publish an object only when its upload completes, so a put is atomic.
+        Local files are written to a temporary sibling, fsynced, renamed (atomic on POSIX) and the
+        directory fsynced, so once this returns the new object survives a power loss. Object stores
+        publish an object only when its upload completes, so a put is atomic (and durable).
         """
         path = self.path(name)
         if not self.local:
@@ -121,6 +166,7 @@ class Store:
         finally:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
+        _fsync_directory(posixpath.dirname(path))
 
     def write_text(self, name: str, text: str) -> None:
         self.write_bytes(name, text.encode("utf-8"))
@@ -134,17 +180,60 @@ class Store:
         An exclusive create is a compare-and-swap on "absent": of two concurrent writers exactly one
         succeeds. Local files: a complete temporary sibling is hard-linked to the final name (``link``
         fails if the name exists, and readers never see a partial file, unlike ``open(path, "xb")``).
-        Object stores: fsspec's ``mode="create"`` (a conditional ``If-None-Match: *`` put on S3).
+        Object stores: fsspec's ``mode="create"`` (a conditional ``If-None-Match: *`` put on S3); every
+        "precondition failed" or "conflict" answer becomes ``FileExistsError`` once a fresh check finds
+        the object (servers answer 412 with or without naming the condition, or 409). Whether a store
+        honours the condition at all is what ``check_exclusive_create`` finds out.
         """
         path = self.path(name)
-        if not self.local:
-            self.fs.pipe_file(path, data, mode="create")
+        if self.local:
+            tmp = self._local_temporary(path, data)
+            try:
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+            _fsync_directory(posixpath.dirname(path))  # the new name is durable before anyone acts on it
             return
-        tmp = self._local_temporary(path, data)
+        for attempt in range(_CONTENDED_TRIES):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+                return
+            except FileExistsError:
+                raise
+            except OSError as err:
+                if not _is_conflict(err):
+                    raise
+                if self.exists(name):
+                    raise FileExistsError(f"{self.describe(path)} already exists") from err
+                if attempt == _CONTENDED_TRIES - 1:
+                    raise  # still contended: a transient error, which the task's retries handle
+                time.sleep(0.05 * 2**attempt)
+
+    def check_exclusive_create(self) -> None:
+        """Refuse a store that does not honour exclusive create (``ExclusiveCreateUnsupported``).
+
+        Creates one probe object twice: the second create must fail. Some S3-compatible servers
+        ignore ``If-None-Match``; on them commit markers and promotions would silently overwrite.
+        Local directories always honour it (``link``), so they are not probed.
+        """
+        if self.local:
+            return
+        probe = f".s2s-probe-{uuid.uuid4().hex}"
         try:
-            os.link(tmp, path)
+            # FileExistsError here: our own first put landed, its answer was lost and a retry found it.
+            with suppress(FileExistsError):
+                self.create_bytes(probe, b"1")
+            try:
+                self.create_bytes(probe, b"2")
+            except FileExistsError:
+                return
+            raise ExclusiveCreateUnsupported(
+                f"the object store at {self.url} does not honour exclusive create (a conditional "
+                "If-None-Match put overwrote an existing object): commit markers and model promotions "
+                "would silently overwrite each other; use a server that supports conditional writes")
         finally:
-            os.unlink(tmp)
+            with suppress(OSError):
+                self.fs.rm(self.path(probe))
 
     def remove(self, name: str = "", recursive: bool = False) -> None:
         if self.exists(name):
@@ -153,7 +242,7 @@ class Store:
     def _local_temporary(self, path: str, data: bytes) -> str:
         """A complete, fsynced temporary sibling of ``path``: what others act on must survive a crash."""
         parent = posixpath.dirname(path)
-        os.makedirs(parent, exist_ok=True)
+        _make_directories(parent)
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
         with open(tmp, "wb") as f:
             f.write(data)

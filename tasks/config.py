@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import ModelConfig
@@ -23,6 +32,7 @@ from s2s_core.text.tokenizer import TokenizerConfig
 from s2s_core.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -113,6 +123,8 @@ class TranslateConfig(Strict):
     amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
     workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
     dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
+    retry_failed: bool = Field(False, description="translate the failed rows of committed chunks again "
+                                                  "(rows that ran out of memory even alone)")
     output_per_version: bool = Field(
         False, description="write under <output>/<model version>/: for schedules that follow the "
                            "serving model, so a promotion starts a new output instead of clashing "
@@ -152,22 +164,48 @@ def validate_translate_config(data: dict) -> TranslateConfig:
     except ValidationError as err:
         raise ConfigError(f"invalid translate settings: {describe_validation_error(err)}") from None
 
-def apply_override(data: dict, assignment: str) -> None:
+
+def validate_section(cls: type, data: dict) -> Any:
+    """``data`` validated into ``cls`` (a config section: pydantic model or core dataclass)."""
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid settings: {describe_validation_error(err)}") from None
+
+
+def apply_override(data: dict, assignment: str, option: str = "--set") -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML: numbers, booleans, lists, null)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+        raise ConfigError(f"{option} expects key=value, got {assignment!r}")
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
+            raise ConfigError(f"{option} {key}: {part!r} is not a section")
         node = child
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from err
+        raise ConfigError(f"{option} {key}: cannot parse value {raw!r}: {err}") from err
+
+
+def with_overrides(config: ConfigT, overrides: Sequence[str] | None) -> ConfigT:
+    """``config`` with ``key=value`` overrides applied as ``--set`` applies them, validated again.
+
+    Lets a deployment run change one field (``--param overrides='["train.max_minutes=5"]'``)
+    instead of restating the whole config object its ``--params`` would replace.
+    """
+    if not overrides:
+        return config
+    data = config.model_dump(mode="json")
+    for assignment in overrides:
+        apply_override(data, assignment, option="override")
+    try:
+        return type(config).model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config after overrides: {describe_validation_error(err)}") from None
 
 
 def describe_validation_error(err: ValidationError) -> str:

@@ -16,34 +16,54 @@ from s2s_core.evaluation.report import (
     score_with_ci,
     training_curve_png,
 )
-from s2s_core.inference.package import load_package
+from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
+from s2s_core.inference.textfile import translate_stream
 from s2s_core.storage import Store
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
 from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import EvaluateSection
+from tasks.progress import progress_bar
+
+# Sentences per progress update; hypotheses do not depend on batch composition, so this changes nothing
+# but how often the bar moves (each window still fills whole token-budget batches).
+PROGRESS_WINDOW = 256
 
 
 @task(name="evaluate", **IO_RETRIES)
 def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, settings: EvaluateSection,
                    storage_options: dict[str, Any] | None = None, src_column: str = "src",
                    ref_column: str = "tgt") -> dict:
-    """Writes ``report.json``, ``report.md``, PNG figures and per-test hypotheses under ``report_url``."""
+    """Writes ``report.json``, ``report.md``, PNG figures and per-test hypotheses under ``report_url``.
+
+    An evaluation that already finished there (same model weights, test sets and settings) is not
+    recomputed: a re-run of the same retrain or train run reuses its report.
+    """
     logger = run_logger()
     opts = storage_options or {}
     reports = Store(report_url, opts)
+    inputs = _evaluation_inputs(model_url, tests, settings, src_column, ref_column, opts)
+    finished = _finished_report(reports, inputs)
+    if finished is not None:
+        logger.info("evaluation of %s on %s already finished: reusing %s", model_url, ", ".join(tests),
+                    reports.url_of("report.json"))
+        return _publish(finished, reports, settings)
+
     package = load_package(model_url, storage_options=opts)
     translator = package.translator(device="auto")
     columns = PrepareConfig(src_column=src_column, tgt_column=ref_column)
     title = f"{package.config.get('name', 'model')} {package.config.get('version', '')}".strip()
-    report: dict = {"title": f"Evaluation: {title}", "model": model_url, "test_sets": {}, "figures": {}}
+    key = artifact_key(str(package.config.get("run_id") or title), "evaluation")
+    report: dict = {"title": f"Evaluation: {title}", "model": model_url, "test_sets": {}, "figures": {},
+                    "inputs": inputs, "key": key}
     statuses: Counter[str] = Counter()
     first_sources: list[str] = []
     for name, url in tests.items():
         frame = read_parallel(url, columns, opts).with_columns(pl.col("src").fill_null(""),
                                                               pl.col("tgt").fill_null(""))
         sources, refs = frame["src"].to_list(), frame["tgt"].to_list()
-        out = translator.translate(sources, settings.decode)
+        with progress_bar(f"translating {name}", len(sources), "sentences", logger) as bar:
+            out = list(translate_stream(translator, sources, settings.decode, PROGRESS_WINDOW, bar.advance))
         hyps = [t.text for t in out]
         scores = score_with_ci(hyps, refs, n_bootstrap=settings.n_bootstrap)
         counts = Counter(t.status for t in out)
@@ -73,17 +93,45 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
         _write_figure(report, f"Attention, sentence {i}", f"attention-{i}.png",
                       attention_heatmap_png(src_pieces, tgt_pieces, t.attention), reports)
 
-    markdown = render_markdown(report, max_examples=settings.examples)
-    reports.write_json("report.json", report, indent=2)
-    reports.write_text("report.md", markdown)
-    key = artifact_key(str(package.config.get("run_id") or title), "evaluation")
-    create_markdown_artifact(markdown, key=key, description=f"evaluation report ({report_url})")
+    reports.write_text("report.md", render_markdown(report, max_examples=settings.examples))
+    reports.write_json("report.json", report, indent=2)  # last: its presence marks a finished evaluation
+    logger.info("report written to %s", reports.url_of("report.md"))
+    return _publish(report, reports, settings)
+
+
+def _evaluation_inputs(model_url: str, tests: dict[str, str], settings: EvaluateSection, src_column: str,
+                       ref_column: str, opts: dict[str, Any]) -> dict:
+    """Everything an evaluation's result depends on; the model by its weights' checksum (its config only)."""
+    weights = read_package_config(model_url, opts)["files"].get(WEIGHTS, {})
+    return {"model_sha256": weights.get("sha256"), "tests": tests, "columns": [src_column, ref_column],
+            "settings": settings.model_dump(mode="json")}
+
+
+def _finished_report(reports: Store, inputs: dict) -> dict | None:
+    """The report already written under ``reports`` for the same inputs, or None."""
+    if not reports.exists("report.json"):
+        return None
+    report = reports.read_json("report.json")
+    if report.get("inputs") != inputs:
+        return None
+    expected = ["report.md", *report.get("figures", {}).values(),
+                *(f"{name}.translations.parquet" for name in inputs["tests"])]
+    return report if all(reports.exists(name) for name in expected) else None
+
+
+def _publish(report: dict, reports: Store, settings: EvaluateSection) -> dict:
+    """Publish the report as Prefect artifacts; returns the task's result (URLs and scores).
+
+    The artifact's figures point to where the PNGs are stored: the UI cannot show them from the store.
+    """
+    key = report["key"]
+    markdown = render_markdown(report, max_examples=settings.examples, figures_at=reports.url)
+    create_markdown_artifact(markdown, key=key, description=f"evaluation report ({reports.url})")
     create_table_artifact(
         [{"test_set": name, "rows": ts["rows"], **{m: round(s["score"], 2) for m, s in ts["scores"].items()},
           **{f"{m}_ci95": s["ci95"] for m, s in ts["scores"].items()}}
          for name, ts in report["test_sets"].items()],
         key=f"{key}-table", description="test scores with bootstrap 95% confidence intervals")
-    logger.info("report written to %s", reports.url_of("report.md"))
     return {"report": reports.url_of("report.json"), "markdown": reports.url_of("report.md"),
             "scores": {name: {m: s["score"] for m, s in ts["scores"].items()}
                        for name, ts in report["test_sets"].items()}}

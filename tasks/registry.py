@@ -49,17 +49,39 @@ def compare_with_champion(challenger_reports: str, champion_reports: str, tests:
     return out
 
 
-# No retries: a rejection retried would be recorded twice (promotions are idempotent per run).
-@task(name="decide-and-record", cache_policy=NONE)
+@task(name="check-registry-store", **IO_RETRIES, cache_policy=NONE)
+def check_registry_store(store: str, name: str, storage_options: dict[str, Any]) -> None:
+    """Refuse a store whose exclusive creates are not exclusive: promotions would overwrite each other."""
+    Registry(store, name, storage_options).folder.check_exclusive_create()
+
+
+@task(name="find-decision", **IO_RETRIES, cache_policy=NONE)
+def find_decision(store: str, name: str, run_id: str, storage_options: dict[str, Any]) -> dict | None:
+    """The decision this run already recorded before a crash (its promotion first), or None."""
+    return Registry(store, name, storage_options).decision_of(run_id)
+
+
+# Retried only for transient I/O: a re-run finds the decision already recorded (``decision_of``)
+# instead of recording a second one, and a promotion retried by the same run is recognised as its own.
+@task(name="decide-and-record", **IO_RETRIES, cache_policy=NONE)
 def decide_and_record(store: str, name: str, version: str, run_id: str, champion: dict | None,
                       scores: dict, comparison: dict | None, settings: PromotionConfig,
-                      storage_options: dict[str, Any], failure: str | None = None) -> dict:
+                      storage_options: dict[str, Any], failure: str | None = None,
+                      champion_scores: dict | None = None) -> dict:
     """Apply the decision rule and record it: promote by compare-and-swap, or record the rejection."""
     logger = run_logger()
     registry, base = Registry(store, name, storage_options), _champion(champion)
-    details = {"scores": scores, "comparison": comparison, "promotion": settings.to_dict()}
+    prior = None if failure else registry.decision_of(run_id)
+    if prior:  # this run decided before a crash: the same decision, not a judgement of its own promotion
+        logger.info("run %s already %s %s: %s", run_id, prior["decision"], prior["version"], prior["reason"])
+        registry.publish_views()  # the crash may have come before they were rewritten
+        return prior
+    details = {"scores": scores, "comparison": comparison, "promotion": settings.to_dict(),
+               "champion": base and {"seq": base.seq, "version": base.version, "model": base.model,
+                                     "scores": champion_scores}}
     if failure:
         promote, reason = False, failure
+        details["failure"] = True
     elif base and base.version == version:
         promote, reason = False, f"{version} is already the champion (promotion {base.seq})"
     else:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -24,9 +25,10 @@ from s2s_core.storage import Store
 from s2s_core.training.checkpoint import BEST, LAST, read_checkpoint
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.history import brief
-from tasks.common import artifact_key, run_logger
+from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
+from tasks.progress import ProgressBar
 from tasks.train_worker import EVENT_PREFIX, TrainingJob, run_job
 
 
@@ -43,7 +45,7 @@ def progress_percent(config: TrainConfig, step: int, elapsed_seconds: float, bat
 
 
 class TrainProgress:
-    """Turns trainer events into Prefect log lines and a progress artifact."""
+    """Turns trainer events into Prefect log lines, a progress artifact and, on a terminal, a live bar."""
 
     def __init__(self, config: TrainConfig, run_id: str):
         self.config = config
@@ -52,6 +54,19 @@ class TrainProgress:
         self.resumed_from: int | None = None
         self.artifact = create_progress_artifact(0.0, key=artifact_key(run_id, "train-progress"),
                                                  description=f"training {run_id}")
+        # The budget's clock: the latest record's elapsed seconds, then this process's clock since.
+        self.elapsed, self.clock = 0.0, time.monotonic()
+        self.latest = ""
+        # Log lines come every `log_every` steps anyway: the bar adds nothing but itself.
+        self.bar = ProgressBar("training", 100, "%", self.logger, every=None)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def _move_bar(self, step: int) -> None:
+        elapsed = self.elapsed + time.monotonic() - self.clock
+        self.bar.update(progress_percent(self.config, step, elapsed, self.batches_per_epoch),
+                        description=f"training step {step}{self.latest}")
 
     def __call__(self, kind: str, record: dict) -> None:
         if kind == "model":
@@ -62,6 +77,7 @@ class TrainProgress:
                                     record["skipped_pairs"])
         elif kind == "resume":
             self.resumed_from = record["step"]
+            self.elapsed, self.clock = record["elapsed_seconds"], time.monotonic()
             self.logger.info("resuming from checkpoint at step %d (epoch %d)",
                              record["step"], record["epoch"])
         elif kind == "start":
@@ -74,8 +90,15 @@ class TrainProgress:
             self.logger.info("step %d epoch %d | %s", record["step"], record["epoch"], brief(record))
             update_progress_artifact(self.artifact, progress_percent(
                 self.config, record["step"], record["elapsed_seconds"], self.batches_per_epoch))
+            self.elapsed, self.clock = record["elapsed_seconds"], time.monotonic()
+            self.latest = f" | {brief(record)}"
+            self._move_bar(record["step"])
+        elif kind == "step":
+            self._move_bar(record["step"])
         elif kind == "end":
             update_progress_artifact(self.artifact, 100.0)
+            self.bar.update(100.0)
+            self.close()
             self.logger.info("training stopped: %s after %d steps; best dev BLEU %.2f at step %d",
                              record["stop_reason"], record["step"], record["best_bleu"], record["best_step"])
 
@@ -125,17 +148,22 @@ def relay_output(lines: Iterable[str], on_event: Callable[[str, dict], None],
             tail.append(message)
 
 
-@task(name="train")
+# Retried on transient storage errors like every I/O task: a retry resumes from the last checkpoint
+# exactly (weights, optimizer, schedule, RNG, data position), so it finishes as an unbroken run would.
+@task(name="train", **IO_RETRIES)
 def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout) -> dict:
     """Train (or resume) and write the model package with the best dev-BLEU weights."""
     job = TrainingJob(model=config.model.to_dict(), train=asdict(config.train), tokenizer_url=tokenizer_url,
                       train_url=data["train"], dev_url=data["dev"], checkpoint_dir=layout.checkpoints,
                       logs_dir=layout.logs, storage_options=config.storage_options)
     progress = TrainProgress(config.train, layout.run_id)
-    if config.distributed.processes > 1:
-        launch_torchrun(job, config.distributed.processes, progress)
-    else:
-        run_job(job, progress)
+    try:
+        if config.distributed.processes > 1:
+            launch_torchrun(job, config.distributed.processes, progress)
+        else:
+            run_job(job, progress)
+    finally:
+        progress.close()
     return write_package(config, layout, tokenizer_url, data, progress.resumed_from)
 
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from prefect import task
@@ -23,10 +23,19 @@ from prefect.cache_policies import NONE
 
 from s2s_core import storage
 from s2s_core.corpus.chunk import Translate, translate_chunk
-from s2s_core.corpus.commit import committed_ids
+from s2s_core.corpus.commit import committed_ids, read_markers
 from s2s_core.corpus.files import Chunk
-from s2s_core.corpus.plan import JobPlan, JobSpec, ModelIdentity, open_input, plan_job
+from s2s_core.corpus.plan import (
+    JobPlan,
+    JobSpec,
+    ModelIdentity,
+    Numerics,
+    PlanMismatchError,
+    open_input,
+    plan_job,
+)
 from s2s_core.corpus.verify import MANIFEST, verify_output
+from s2s_core.device import amp_dtype, resolve_device
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import resolve_model
@@ -54,6 +63,14 @@ def model_identity(model_url: str, storage_options: dict) -> ModelIdentity:
     package = read_package_config(model_url, storage_options)
     weights = package["files"].get(WEIGHTS, {})
     return ModelIdentity(model_url, package.get("name"), package.get("version"), weights.get("sha256"))
+
+
+def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
+    """The device type, AMP dtype and quantization a chunk computes with (pinned in the plan)."""
+    resolved = resolve_device(device or config.device)
+    dtype = amp_dtype(config.amp, resolved)
+    return Numerics(device=resolved.type, amp=str(dtype).removeprefix("torch.") if dtype else "none",
+                    quantization="none")  # packages hold float weights; nothing quantizes them yet
 
 
 def preflight(config: TranslateConfig) -> None:
@@ -114,27 +131,44 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation:
         version = model_url.rstrip("/").rsplit("/", 1)[-1]
         config = config.model_copy(update={"output": storage.join(config.output, version)})
     spec = job_spec(config)
-    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode)
+    spec.output.check_exclusive_create()  # commit markers are only as safe as the store's conditional puts
+    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode, numerics(config))
     committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
     run_logger().info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "
                       "%d to translate", config.input, plan.corpus.rows, len(plan.corpus.files),
                       len(plan.chunks), config.chunk_rows, len(plan.chunks) - len(pending), len(pending))
+    if config.retry_failed:
+        retry = with_failed_rows(spec, [c for c in plan.chunks if c.id in committed])
+        run_logger().info("--retry-failed: %d committed chunk(s) hold failed rows", len(retry))
+        pending = sorted([*pending, *retry], key=lambda c: c.id)
     return PlannedTranslation(plan, pending, model_url, config.output)
 
 
+def with_failed_rows(spec: JobSpec, chunks: list[Chunk]) -> list[Chunk]:
+    """The committed chunks whose markers count ``failed`` rows (markers read concurrently)."""
+    markers = read_markers(spec.output, [c.id for c in chunks])
+    return [c for c in chunks if markers[c.id]["statuses"].get("failed")]
+
+
 @task(name="translate-chunk", task_run_name="translate-{chunk.id}", **IO_RETRIES, cache_policy=NONE)
-def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str) -> dict:
+def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str, pinned_numerics: dict) -> dict:
     """Translate and commit one chunk on this worker's model and device.
 
     Returns the chunk's marker record plus this worker's pid and how often it loaded the model.
     """
     with leased_device(config.device) as device:
+        here = asdict(numerics(config, device))
+        if here != pinned_numerics:  # e.g. a Dask worker on other hardware than the planning process
+            raise PlanMismatchError(f"chunk {chunk.id}: this worker computes with {here}, the job's plan "
+                                    f"pins {pinned_numerics}; run it where the plan was made")
+
         def load_translate() -> Translate:
             translator = cached_translator(config, device)[0]
             return lambda texts: translator.translate(texts, config.decode)
 
-        record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate)
+        record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate,
+                                 retry_failed=config.retry_failed)
         loads = _LOADS[(config.model, device, config.amp)]
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
@@ -144,10 +178,13 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     """Verify every row is in the output exactly once and write ``manifest.json``."""
     spec = job_spec(config)
     manifest = verify_output(spec, plan, this_run)
-    summary = {k: v for k, v in manifest.items() if k != "chunks"}
-    summary["manifest"] = spec.output.url_of(MANIFEST)
-    run_logger().info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
-                      manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
+    summary = {**manifest, "manifest": spec.output.url_of(MANIFEST)}
+    logger = run_logger()
+    logger.info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
+                manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
+    if manifest["failed_rows"]:
+        logger.warning("%d rows failed to translate (out of memory even alone); the same command with "
+                       "--retry-failed translates exactly those rows again", manifest["failed_rows"])
     create_markdown_artifact(_markdown(summary), key=output_artifact_key(config.output, "manifest"),
                              description=f"corpus translation {config.output}")
     return summary
@@ -166,7 +203,7 @@ class ChunkProgress:
         self.total_chunks, self.total_rows = len(plan.chunks), plan.corpus.rows
         self.skipped = self.total_chunks - len(pending)
         self.done_chunks, self.done_rows = self.skipped, self.total_rows - sum(c.rows for c in pending)
-        self.translated = self.rows = self.model_seconds = 0
+        self.translated = self.rows = self.model_seconds = self.retried_rows = self.retried_chunks = 0
         self.workers: dict[str, dict] = {}
         self.started = time.perf_counter()
         self.artifact = create_progress_artifact(self.percent, key=output_artifact_key(output, "progress"),
@@ -176,10 +213,19 @@ class ChunkProgress:
     def percent(self) -> float:
         return round(100 * self.done_rows / self.total_rows, 1) if self.total_rows else 100.0
 
+    def redo(self, chunks: list[Chunk]) -> None:
+        """Count ``chunks`` as not done again (their parts were found damaged and un-committed)."""
+        self.done_chunks -= len(chunks)
+        self.done_rows -= sum(c.rows for c in chunks)
+        self.skipped -= len(chunks)  # counted as skipped (committed) when this run started
+
     def update(self, record: dict) -> None:
         self.done_chunks += 1
         self.done_rows += record["rows_in"]
-        if record["skipped"]:  # committed by another attempt in the meantime
+        if record.get("retried"):  # --retry-failed: only the failed rows were translated again
+            self.retried_rows += record["retried"]["rows"]
+            self.retried_chunks += 1
+        elif record["skipped"]:  # committed by another attempt in the meantime
             self.skipped += 1
         else:
             self.translated += 1
@@ -200,6 +246,7 @@ class ChunkProgress:
         """This run's share of the work and its wall-clock throughput."""
         wall = time.perf_counter() - self.started
         return {"chunks_translated": self.translated, "chunks_skipped": self.skipped,
+                "chunks_retried": self.retried_chunks, "rows_retried": self.retried_rows,
                 "rows_translated": self.rows, "wall_seconds": round(wall, 3),
                 "rows_per_second": round(self.rows / wall, 2) if wall else 0.0,
                 "model_seconds": round(self.model_seconds, 3), "workers": self.workers}
@@ -215,7 +262,7 @@ def _markdown(summary: dict) -> str:
         f"# Corpus translation: {summary['model'].get('name')} {summary['model'].get('version')}",
         f"- input: `{summary['input']}` → output: `{summary['output']}`",
         f"- rows in: {summary['rows_in']}, rows out: {summary['rows_out']} "
-        f"({_statuses(summary['statuses'])})",
+        f"({_statuses(summary['statuses'])}); failed rows: {summary['failed_rows']}",
         f"- ids: {summary['ids']}",
         f"- decode: {summary['decode']}",
         f"- this run: {run.get('chunks_translated', 0)} chunks translated, {run.get('chunks_skipped', 0)} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 # Prefect reads its settings at import: point it at a throw-away home before any test imports it.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="s2s-test-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Task retries back off from 0.2 s instead of 2 s: fault tests exhaust them in seconds, not a minute.
+os.environ.setdefault("S2S_RETRY_BASE_SECONDS", "0.2")
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +55,24 @@ def s3_server() -> Iterator[dict[str, Any]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def fault_proxy(s3_server) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Start fault-injecting proxies in front of the loopback S3 server: ``fault_proxy(Faults(...))``.
+
+    Each call returns the storage options that route s3fs through a new proxy; the ``Faults`` object
+    it was given counts what the proxy did and may be changed while it runs.
+    """
+    from tests.faults.proxy import FaultProxy, Faults
+
+    proxies: list[FaultProxy] = []
+
+    def start(faults: Faults | None = None) -> dict[str, Any]:
+        proxy = FaultProxy(s3_server["endpoint_url"], faults or Faults())
+        proxies.append(proxy)
+        return {"endpoint_url": proxy.__enter__()}
+
+    yield start
+    for proxy in proxies:
+        proxy.__exit__(None, None, None)

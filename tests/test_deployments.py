@@ -10,16 +10,19 @@ import pytest
 import yaml
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.flows import load_flow_from_entrypoint
 from prefect.server.schemas.schedules import CronSchedule as ServerCronSchedule
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
 from tasks.config import PipelineConfig, TranslateConfig, load_config
+from tasks.events import MODEL_PROMOTED, model_resource
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
 DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
+PREFECT_YAML_NAMES = {d["name"]: d["parameters"]["config"].get("name") for d in PREFECT_YAML["deployments"]}
 PARAMETER_TYPES = {"flows/retrain.py:retrain_flow": PipelineConfig,
                    "flows/translate.py:translate_flow": TranslateConfig}
 
@@ -30,7 +33,7 @@ def test_prefect_yaml_has_the_expected_deployments_in_prefects_own_format():
     assert len(DEPLOYMENTS) == len(model.deployments)  # names are unique
     for deployment in model.deployments:
         assert deployment.work_pool.name and deployment.enforce_parameter_schema
-        assert deployment.schedules, f"{deployment.name} has no schedule"
+        assert deployment.schedules or deployment.triggers, f"{deployment.name} never runs by itself"
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
@@ -60,7 +63,7 @@ def test_a_bad_parameter_is_refused_by_the_schema(monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
 def test_cron_schedules_parse(name):
-    for schedule in DEPLOYMENTS[name]["schedules"]:
+    for schedule in DEPLOYMENTS[name].get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone"))  # raises if invalid
 
 
@@ -78,3 +81,16 @@ def test_retrain_deployment_trains_the_shipped_benchmark_config():
     inline = PipelineConfig.model_validate(deployment["parameters"]["config"])
     shipped = load_config(ROOT / "configs" / "bible-es-en.yaml")
     assert inline.model_dump(exclude={"promotion"}) == shipped.model_dump(exclude={"promotion"})
+
+
+def test_a_promotion_triggers_the_translation_of_the_promoted_models_corpus():
+    """The trigger names the event and resource that tasks/events.py emits on a promotion."""
+    deployment = DEPLOYMENTS["translate-on-promotion"]
+    (trigger,) = deployment["triggers"]
+    DeploymentEventTrigger.model_validate(trigger)  # what `prefect deploy` builds from it
+    assert trigger["expect"] == [MODEL_PROMOTED]
+    name = PREFECT_YAML_NAMES["retrain-weekly"]
+    assert trigger["match"] == {"prefect.resource.id": model_resource(name)["prefect.resource.id"]}
+    # It translates the corpus of the model it is triggered by, following the registry.
+    assert deployment["parameters"]["config"]["model"].endswith(f"/models/{name}")
+    assert deployment["parameters"] == DEPLOYMENTS["translate-nightly"]["parameters"]

@@ -36,14 +36,18 @@ Translate = Callable[[list[str | None]], Sequence[TranslatedRow]]
 
 
 def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
-                    load_translate: Callable[[], Translate]) -> dict:
+                    load_translate: Callable[[], Translate], retry_failed: bool = False) -> dict:
     """Translate, write and commit one chunk; returns its marker record (``skipped`` if committed).
 
     ``load_translate`` is called only when the chunk still needs translating, so a re-run does not
-    load a model just to skip committed chunks; its time is recorded apart as ``load``.
+    load a model just to skip committed chunks; its time is recorded apart as ``load``. With
+    ``retry_failed`` a committed chunk's ``failed`` rows (out of memory alone) are translated again.
     """
     if commit.is_committed(spec.output, chunk.id):
-        return {**commit.read_markers(spec.output, [chunk.id])[chunk.id], "skipped": True}
+        marker = commit.read_markers(spec.output, [chunk.id])[chunk.id]
+        if retry_failed and marker["statuses"].get("failed"):
+            return retry_failed_rows(spec, chunk, marker, load_translate)
+        return {**marker, "skipped": True}
     started = time.perf_counter()
     table = read_chunk(spec.input, chunk)
     read_done = time.perf_counter()
@@ -72,3 +76,35 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
               "committed_at": datetime.now(UTC).isoformat(timespec="seconds")}
     committed = commit.commit(spec.output, chunk.id, record)
     return {**record, "skipped": not committed}
+
+
+def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate: Callable[[], Translate]
+                      ) -> dict:
+    """Translate a committed chunk's ``failed`` rows again and re-commit it; returns the new marker.
+
+    The part is replaced in one atomic write (every other row unchanged), so readers see the old or
+    the new rows, never a mix; the marker is rewritten after it. The part's own status column is
+    authoritative (verification counts statuses from parts), so a crash between the two writes
+    leaves at most a marker that overcounts failures, and the next retry fixes that too.
+    """
+    started = time.perf_counter()
+    table = commit.read_part(spec.output, chunk.id)
+    statuses = table.column("status").to_pylist()
+    failed = [i for i, s in enumerate(statuses) if s == "failed"]
+    out = load_translate()(table.column(spec.text_column).take(failed).to_pylist()) if failed else []
+    translations, scores = table.column("translation").to_pylist(), table.column("score").to_pylist()
+    for i, t in zip(failed, out, strict=True):
+        translations[i], scores[i], statuses[i] = t.text, t.score, t.status
+    names = table.column_names
+    table = (table.set_column(names.index("translation"), "translation", pa.array(translations, pa.string()))
+             .set_column(names.index("score"), "score", pa.array(scores, pa.float64()))
+             .set_column(names.index("status"), "status", pa.array(statuses, pa.string())))
+    part_bytes = commit.write_part(spec.output, chunk.id, table)
+    still = sum(t.status == "failed" for t in out)
+    record = {**marker, "part_bytes": part_bytes, "statuses": dict(Counter(statuses)),
+              "target_tokens": marker["target_tokens"] + sum(len(t.tokens) for t in out),
+              "retried": {"rows": len(failed), "still_failed": still,
+                          "seconds": round(time.perf_counter() - started, 4),
+                          "at": datetime.now(UTC).isoformat(timespec="seconds")}}
+    commit.recommit(spec.output, chunk.id, record)
+    return {**record, "skipped": False}

@@ -7,6 +7,11 @@ exclusive create makes the commit happen at most once even when two attempts rac
 ``FileExistsError``). A losing attempt may have rewritten the part just before losing; it wrote the
 same rows, because the plan pins the model and search settings (scores may differ in the last
 float32 digits if the two attempts ran with different thread counts or hardware).
+
+Local parts and markers are fsynced, and so is their directory, before the next step (``Store``), so
+a power loss cannot leave a marker over a missing or torn part. A part damaged later anyway (a
+truncated copy, a lost object) is found by verification, which ``withdraw``s its marker: the chunk
+counts as not committed again and is translated anew.
 """
 
 from __future__ import annotations
@@ -64,10 +69,37 @@ def read_markers(output: Store, chunk_ids: list[str]) -> dict[str, dict]:
     return {c: json.loads(contents[marker_name(c)]) for c in chunk_ids}
 
 
+def recommit(output: Store, chunk_id: str, record: dict) -> None:
+    """Replace a committed chunk's marker (after its part was replaced with retried rows)."""
+    output.write_bytes(marker_name(chunk_id), json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def read_part(output: Store, chunk_id: str) -> pa.Table:
+    with output.open(part_name(chunk_id)) as f:
+        return pq.read_table(f)
+
+
+def withdraw(output: Store, chunk_id: str) -> None:
+    """Un-commit a chunk (its part is damaged): the next attempt translates and commits it again."""
+    output.remove(marker_name(chunk_id))
+
+
 def part_rows(output: Store, chunk_id: str) -> int:
     """Row count of a part from its footer (no data read)."""
     with output.open(part_name(chunk_id)) as f:
         return pq.ParquetFile(f).metadata.num_rows
+
+
+def part_statuses(output: Store, chunk_id: str) -> tuple[int, dict[str, int]]:
+    """Row count and status counts of a part, read from the part itself (its footer and one column).
+
+    Raises ``FileNotFoundError`` for a missing part and ``pyarrow.ArrowInvalid`` for an unreadable one.
+    """
+    with output.open(part_name(chunk_id)) as f:
+        parquet = pq.ParquetFile(f)
+        rows = parquet.metadata.num_rows
+        counts = parquet.read(columns=["status"], use_threads=False).column(0).value_counts()
+    return rows, {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
 
 
 def read_part_column(output: Store, chunk_id: str, column: str) -> pa.Array:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import has_magic
 
+from s2s_core.errors import InputDataError
 from s2s_core.storage import Store
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -98,11 +99,11 @@ def open_corpus(input: Store) -> Corpus:
         except (pa.ArrowInvalid, OSError) as err:
             if isinstance(err, FileNotFoundError):
                 raise
-            raise ValueError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
+            raise InputDataError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema, check_metadata=False):
-            raise ValueError(f"input files have different schemas: {input.describe(path)} has "
+            raise InputDataError(f"input files have different schemas: {input.describe(path)} has "
                              f"{_describe(file_schema)}, the first file {_describe(schema)}")
         files.append(InputFile(path, tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))))
     return Corpus(input.url, tuple(files), schema)
@@ -110,20 +111,20 @@ def open_corpus(input: Store) -> Corpus:
 
 def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
                   reserved: Sequence[str] = ()) -> None:
-    """Raise ``ValueError`` naming the problem if the corpus cannot be translated as asked."""
+    """Raise ``InputDataError`` naming the problem if the corpus cannot be translated as asked."""
     names = corpus.schema.names
     for role, column in (("text", text_column), ("id", id_column)):
         if column is not None and column not in names:
             hint = "; name another with --id-column, or --id-column '' for none" if role == "id" else ""
-            raise ValueError(f"input {corpus.url} has no {role} column {column!r} "
+            raise InputDataError(f"input {corpus.url} has no {role} column {column!r} "
                              f"(columns: {', '.join(names)}){hint}")
     text_type = corpus.schema.field(text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
             or pa.types.is_null(text_type)):
-        raise ValueError(f"text column {text_column!r} of {corpus.url} holds {text_type}, not strings")
+        raise InputDataError(f"text column {text_column!r} of {corpus.url} holds {text_type}, not strings")
     clashes = [c for c in reserved if c in names]
     if clashes:
-        raise ValueError(f"input {corpus.url} already has column(s) {clashes}, which the output adds; "
+        raise InputDataError(f"input {corpus.url} already has column(s) {clashes}, which the output adds; "
                          "rename them first")
 
 

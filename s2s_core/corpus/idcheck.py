@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from s2s_core.errors import InputDataError
+
 DEFAULT_MAX_IDS_IN_MEMORY = 16_000_000  # 128 MB of hashes (+ as much again while concatenating)
 
 
@@ -77,11 +79,12 @@ def find_duplicate_ids(stream: Callable[[], Iterator[pa.Array]], total_rows: int
 
 def check_ids(stream: Callable[[], Iterator[pa.Array]], rows: int, where: str,
               max_ids_in_memory: int = DEFAULT_MAX_IDS_IN_MEMORY) -> dict:
-    """Raise ``ValueError`` on null or repeated ids; returns the check's summary."""
+    """Raise ``InputDataError`` on null or repeated ids; returns the check's summary."""
     report = find_duplicate_ids(stream, rows, max_ids_in_memory)
     if report.nulls:
-        raise ValueError(f"{where}: {report.nulls} rows have a null id")
+        raise InputDataError(f"{where}: {report.nulls} rows have a null id")
     if report.duplicates:
         shown = ", ".join(f"{k!r} ×{n}" for k, n in report.duplicates.items())
-        raise ValueError(f"{where}: ids are not unique ({shown}); pass another --id-column or --id-column ''")
+        raise InputDataError(f"{where}: ids are not unique ({shown}); "
+                             "pass another --id-column or --id-column ''")
     return {"rows": report.rows, "unique": True, "passes": report.passes}

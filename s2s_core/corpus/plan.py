@@ -1,8 +1,9 @@
 """The plan of one corpus translation job: its chunks, pinned in ``<output>/_plan.json``.
 
 The plan is written once with a fingerprint of everything that shapes the result (input files and
-row groups, chunk size, columns, model weights, search settings). A re-run must produce the same
-fingerprint, otherwise committed chunks would mix two different translations: it fails instead.
+row groups, chunk size, columns, model weights, search settings, and the numerics: device type, AMP
+dtype, quantization). A re-run must produce the same fingerprint, otherwise committed chunks would
+mix two different translations: it fails instead.
 Batch size (``max_tokens``) is not part of it: hypotheses do not depend on batching, so it may
 change between runs (e.g. after running out of memory).
 """
@@ -20,9 +21,9 @@ from s2s_core.corpus.idcheck import check_ids
 from s2s_core.storage import Store
 
 PLAN = "_plan.json"
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: numerics pinned
 # The plan's fields that shape the output; with the model's weights checksum, they make the fingerprint.
-SHAPING_FIELDS = ("files", "chunk_rows", "text_column", "id_column", "decode")
+SHAPING_FIELDS = ("files", "chunk_rows", "text_column", "id_column", "decode", "numerics")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class ModelIdentity:
     name: str | None
     version: str | None
     weights_sha256: str | None
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How the model computes: the same weights give other outputs on another device type, under
+    another AMP dtype or quantized, so a job must not mix them."""
+
+    device: str  # device type: "cpu" or "cuda"
+    amp: str  # autocast dtype: "none", "bfloat16" or "float16"
+    quantization: str = "none"
 
 
 class SearchConfig(Protocol):
@@ -81,7 +92,7 @@ def open_input(spec: JobSpec) -> Corpus:
     return corpus
 
 
-def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig) -> JobPlan:
+def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numerics: Numerics) -> JobPlan:
     """Cut the corpus into chunks and pin the plan in the output; a re-run must match the pinned plan."""
     corpus = open_input(spec)
     chunks = tuple(cut_chunks(corpus, spec.chunk_rows))
@@ -89,7 +100,7 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig) -> Jo
               "files": [{"path": f.path, "row_groups": list(f.row_groups)} for f in corpus.files],
               "rows": corpus.rows, "chunks": len(chunks), "chunk_rows": spec.chunk_rows,
               "text_column": spec.text_column, "id_column": spec.id_column, "model": asdict(identity),
-              "decode": decode_settings(decode)}
+              "decode": decode_settings(decode), "numerics": asdict(numerics)}
     record["fingerprint"] = _fingerprint(record)
     if spec.output.exists(PLAN):
         _check_same_plan(spec.output.read_json(PLAN), record, spec.output.url)
@@ -116,5 +127,9 @@ def _check_same_plan(pinned: dict, record: dict, output: str) -> None:
     changed = [k for k in SHAPING_FIELDS if pinned.get(k) != record[k]]
     if pinned.get("model", {}).get("weights_sha256") != record["model"]["weights_sha256"]:
         changed.append("model")
+    numerics = ""
+    if "numerics" in changed:  # the one change a resumed job meets by accident (another machine)
+        numerics = f" (pinned {pinned.get('numerics')}, now {record['numerics']})"
     raise PlanMismatchError(f"output {output} holds a translation with a different "
-                            f"{', '.join(changed) or 'plan'}; use a new --output or delete it to start over")
+                            f"{', '.join(changed) or 'plan'}{numerics}; use a new --output or delete it "
+                            "to start over")

@@ -179,16 +179,26 @@ def _score_table(scores: Mapping[str, Mapping]) -> list[str]:
     return lines
 
 
-def _figures(figures: Mapping[str, str] | Sequence[str]) -> list[str]:
-    """Image links, captioned by name (dict) or by file name (list)."""
+def _figures(figures: Mapping[str, str] | Sequence[str], folder: str | None = None) -> list[str]:
+    """Image links, captioned by name (dict) or by file name (list), relative to the report.
+
+    With ``folder`` (where the report and its PNGs are stored) the links are absolute: images where
+    a browser can fetch them (http/https), otherwise a list of where each PNG is (a viewer such as
+    the Prefect UI cannot load ``file://`` or ``s3://`` images, and a relative link would be broken).
+    """
     items = figures.items() if isinstance(figures, Mapping) else ((p.rsplit("/", 1)[-1], p) for p in figures)
     lines = []
+    if folder is not None and not folder.startswith(("http://", "https://")):
+        lines = ["PNG files stored with the report:", ""]
+        return lines + [f"- {_md(caption)}: `{folder.rstrip('/')}/{path}`" for caption, path in items]
     for caption, path in items:
-        lines += [f"![{_md(caption)}]({str(path).replace(' ', '%20')})", ""]
+        url = f"{folder.rstrip('/')}/{path}" if folder else str(path)
+        lines += [f"![{_md(caption)}]({url.replace(' ', '%20')})", ""]
     return lines
 
 
-def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES) -> str:
+def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
+                    figures_at: str | None = None) -> str:
     """Markdown report from a JSON-ready report dict (every key but ``test_sets`` optional)::
 
         {"title": "Evaluation report",
@@ -203,6 +213,8 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES)
          "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
          "figures": {"Training curve": "training_curve.png"}     # or a list of paths
         }
+
+    Figures are linked relative to the report, or as stored under ``figures_at`` (see ``_figures``).
     """
     lines = [f"# {_md(report.get('title', 'Evaluation report'))}", ""]
     if report.get("model"):
@@ -229,7 +241,7 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES)
         lines += [f"| {_md(k)} | {_md(_fmt_number(v))} |" for k, v in report["statuses"].items()]
         lines.append("")
     if report.get("figures"):
-        lines += ["## Figures", "", *_figures(report["figures"])]
+        lines += ["## Figures", "", *_figures(report["figures"], figures_at)]
     return "\n".join(lines).rstrip() + "\n"
 
 

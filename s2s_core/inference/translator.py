@@ -1,7 +1,8 @@
 """Translate lists of raw sentences with a trained model: one result per input row, in input order.
 
 Handles empty and over-long input, repeated sentences (searched once), length-sorted batches and
-batches that fail (out of memory: split in halves and retried).
+batches that run out of memory (split in halves and retried; a sentence that still does is ``failed``).
+Any other error propagates.
 """
 
 from __future__ import annotations
@@ -121,18 +122,35 @@ class Translator:
 
     def _run_batch(self, sources: list[list[int]], slots: list[int],
                    results: list, config: DecodeConfig) -> None:
-        """Search a batch; on failure (e.g. out of memory) split it in halves and retry."""
+        """Search a batch; out of memory, split it in halves and retry (a single sentence is ``failed``).
+
+        Any other error propagates: a code bug or a device fault must fail the caller's whole unit of
+        work (which is then retried), not turn rows into permanent ``failed`` results.
+        """
         try:
             for slot, hyps in zip(slots, self._search(sources, config), strict=True):
                 results[slot] = hyps
-        except (RuntimeError, torch.OutOfMemoryError) as err:
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(sources) == 1:
-                log.warning("sentence of %d tokens failed to translate: %s", len(sources[0]), err)
+                log.warning("sentence of %d tokens ran out of memory alone: %s", len(sources[0]), err)
                 results[slots[0]] = f"{type(err).__name__}: {err}"
                 return
-            log.info("batch of %d failed (%s); retrying in halves", len(sources), type(err).__name__)
+            log.info("batch of %d ran out of memory; retrying in halves", len(sources))
             half = len(sources) // 2
             self._run_batch(sources[:half], slots[:half], results, config)
             self._run_batch(sources[half:], slots[half:], results, config)
+
+
+# How allocators other than CUDA's (which raises torch.OutOfMemoryError) word running out of memory.
+_OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (worth a smaller batch), not a bug or device fault."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)

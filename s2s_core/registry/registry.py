@@ -6,17 +6,24 @@ Layout under ``<store>/models/<name>/`` (any fsspec URL)::
     promotions/00000001.json        the champion log, one record per promotion; the highest number
               /00000002.json        is the champion (authoritative)
     rejections/<time>-<version>-<id>.json   one record per rejected challenger, with the reason
-    current                         JSON copy of the latest promotion record, for people and tools
+    current                         JSON copy of the highest promotion record, for people and tools
     history.jsonl                   every decision in time order (a snapshot rewritten after each one)
 
-The highest promotion record says which model serves; ``current`` and ``history.jsonl`` are
-conveniences rewritten after each decision (they may lag one decision behind after a crash).
+The highest promotion record says which model serves. ``current`` and ``history.jsonl`` are views
+derived from the records after each decision, never from the decision at hand: a promoter that
+finishes late cannot move ``current`` back behind a higher promotion (each writer re-reads the records
+after writing and writes again until its views match them). After a crash they may lag until the
+next decision; readers that must be right use ``champion()`` and ``history()``.
+
+Every decision carries its run id, so a run re-executed after a crash finds the decision it already
+made (``decision_of``) instead of judging its own promotion as a challenger.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,9 +109,7 @@ class Registry:
                 raise PromotionConflict(f"lost the race: promotion {seq} went to {winner['version']} "
                                         f"(run {winner.get('run_id')}) first") from None
             record = winner  # our own earlier attempt (a retry after a crash): finish it
-        # The record above is the switch; these two are conveniences that may lag after a crash.
-        self.folder.write_bytes(CURRENT, _json(record))
-        self._write_history()
+        self.publish_views()  # the record above is the switch; the views follow the records
         return record
 
     def reject(self, version: str, base: Champion | None, reason: str, details: dict | None = None,
@@ -115,10 +120,23 @@ class Registry:
                   "reason": reason, "decided_at": _now(), "run_id": run_id, "details": details or {}}
         stamp = record["decided_at"].replace("-", "").replace(":", "")
         name = f"{stamp}-{version}-{uuid.uuid4().hex[:8]}.json"
-        # Exclusive create: a record is never overwritten, even by a run that reuses a name.
-        self.folder.create_bytes(f"{REJECTIONS}/{name}", _json(record))
-        self._write_history()
+        # Exclusive create: a record is never overwritten, even by a run that reuses a name. The name is
+        # unique, so "exists" means our own put landed and its answer was lost (a retried request).
+        with suppress(FileExistsError):
+            self.folder.create_bytes(f"{REJECTIONS}/{name}", _json(record))
+        self.publish_views()
         return record
+
+    def decision_of(self, run_id: str, include_failures: bool = False) -> dict | None:
+        """The decision run ``run_id`` already recorded (its promotion first), or None.
+
+        Rejections recorded because the run itself failed (``details.failure``) are skipped unless
+        asked for: a re-run that gets further deserves a real decision.
+        """
+        records = [r for r in self.history() if r.get("run_id") == run_id
+                   and (include_failures or not r.get("details", {}).get("failure"))]
+        promoted = [r for r in records if r["decision"] == "promoted"]
+        return (promoted or records or [None])[-1]
 
     def history(self) -> list[dict]:
         """Every promotion and rejection, oldest first (from fresh listings, not ``history.jsonl``)."""
@@ -127,9 +145,24 @@ class Registry:
         records = [json.loads(data) for data in self.folder.read_many(names).values()]
         return sorted(records, key=lambda r: (r["decided_at"], r.get("seq") or 0))
 
-    def _write_history(self) -> None:
-        lines = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in self.history())
-        self.folder.write_text(HISTORY, lines)
+    def publish_views(self, rounds: int = 5) -> None:
+        """Rewrite ``current`` and ``history.jsonl`` from the records until they match a fresh read.
+
+        A concurrent decision recorded after our read is either seen on the re-read (we write again)
+        or recorded after our last write, in which case its own writer publishes after us.
+        """
+        written = None
+        for _ in range(rounds):
+            history = self.history()
+            promotions = [r for r in history if r["decision"] == "promoted"]
+            views = (_json(max(promotions, key=lambda r: r["seq"])) if promotions else None,
+                     "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in history))
+            if views == written:
+                return
+            if views[0] is not None:
+                self.folder.write_bytes(CURRENT, views[0])
+            self.folder.write_text(HISTORY, views[1])
+            written = views
 
     def _checked_package(self, version: str) -> str:
         """URL of the complete package of ``version``; ``PackageError``/``ValueError`` otherwise."""

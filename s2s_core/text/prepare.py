@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from s2s_core.errors import InputDataError
 from s2s_core.storage import read_bytes, write_bytes
 from s2s_core.text.tokenizer import clean_text
 
@@ -91,12 +92,12 @@ def read_parallel(
         elif name.endswith((".tsv", ".tsv.gz")):
             df = _read_tsv(url, config, options)
         else:
-            raise ValueError(
+            raise InputDataError(
                 f"{url}: unknown corpus format (expected .parquet, .pq, .tsv or .tsv.gz, "
                 "or a text pair with tgt_url)"
             )
     if df.height == 0:
-        raise ValueError(f"{url}: no rows")
+        raise InputDataError(f"{url}: no rows")
     return df
 
 
@@ -123,7 +124,7 @@ def _decode(url: str, data: bytes, what: str = "") -> str:
         # Counting newlines is cheap and only happens on the error path.
         line = data.count(b"\n", 0, e.start) + 1
         bad = data[e.start : e.end].hex()
-        raise ValueError(
+        raise InputDataError(
             f"{url}: not valid UTF-8 at {what}byte offset {e.start} (line {line}, bytes 0x{bad})"
         ) from None
 
@@ -134,7 +135,7 @@ def _stringify(df: pl.DataFrame, url: str) -> pl.DataFrame:
         return df.select(pl.col(c).cast(pl.String) for c in COLUMNS)
     except pl.exceptions.PolarsError as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{url}: columns cannot be read as text: {reason}") from None
+        raise InputDataError(f"{url}: columns cannot be read as text: {reason}") from None
 
 
 def _select_columns(df: pl.DataFrame, url: str, config: PrepareConfig) -> pl.DataFrame:
@@ -142,7 +143,7 @@ def _select_columns(df: pl.DataFrame, url: str, config: PrepareConfig) -> pl.Dat
     available = ", ".join(df.columns) or "(none)"
     for column in (config.src_column, config.tgt_column):
         if column not in df.columns:
-            raise ValueError(f"{url}: missing column {column!r} (available: {available})")
+            raise InputDataError(f"{url}: missing column {column!r} (available: {available})")
     exprs = [pl.col(config.src_column).alias("src"), pl.col(config.tgt_column).alias("tgt")]
     if config.id_column is not None and config.id_column in df.columns:
         exprs.insert(0, pl.col(config.id_column).alias("id"))
@@ -154,12 +155,12 @@ def _select_columns(df: pl.DataFrame, url: str, config: PrepareConfig) -> pl.Dat
 def _read_parquet(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.DataFrame:
     data = _fetch(url, options)
     if not data:
-        raise ValueError(f"{url}: empty file (no rows)")
+        raise InputDataError(f"{url}: empty file (no rows)")
     try:
         df = pl.read_parquet(io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{url}: not a readable Parquet file: {reason}") from None
+        raise InputDataError(f"{url}: not a readable Parquet file: {reason}") from None
     return _select_columns(df, url, config)
 
 
@@ -170,11 +171,11 @@ def _read_tsv(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.Da
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{url}: not a readable gzip file: {e}") from None
+            raise InputDataError(f"{url}: not a readable gzip file: {e}") from None
         what = "decompressed "
     text = _decode(url, data, what)  # validates UTF-8 before polars sees the bytes
     if not text.strip():
-        raise ValueError(f"{url}: empty file (no rows)")
+        raise InputDataError(f"{url}: empty file (no rows)")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     first = text.split("\n", 1)[0].rstrip("\r").split("\t")
@@ -189,7 +190,7 @@ def _read_tsv(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.Da
     elif len(first) == 3:
         columns = ["id", "src", "tgt"]
     else:
-        raise ValueError(
+        raise InputDataError(
             f"{url}: first line has {len(first)} tab-separated fields and names none of the columns "
             f"{sorted(named)}; headerless TSV needs 2 (src, tgt) or 3 (id, src, tgt) fields"
         )
@@ -204,9 +205,9 @@ def _read_tsv(url: str, config: PrepareConfig, options: dict[str, Any]) -> pl.Da
             infer_schema=False,
         )
     except pl.exceptions.PolarsError as e:
-        raise ValueError(_tsv_error(url, text, len(columns), e)) from None
+        raise InputDataError(_tsv_error(url, text, len(columns), e)) from None
     if df.height == 0:
-        raise ValueError(f"{url}: no rows (only a header)")
+        raise InputDataError(f"{url}: no rows (only a header)")
     if has_header:
         return _select_columns(df, url, config)
     if "id" not in df.columns:
@@ -241,9 +242,9 @@ def _read_text_pair(src_url: str, tgt_url: str, options: dict[str, Any]) -> pl.D
     tgt = _lines(_decode(tgt_url, _fetch(tgt_url, options)))
     for url, lines in ((src_url, src), (tgt_url, tgt)):
         if not lines:
-            raise ValueError(f"{url}: empty file (no rows)")
+            raise InputDataError(f"{url}: empty file (no rows)")
     if len(src) != len(tgt):
-        raise ValueError(
+        raise InputDataError(
             f"line counts differ: {src_url} has {len(src)} lines, {tgt_url} has {len(tgt)} lines"
         )
     ids = [str(i) for i in range(1, len(src) + 1)]  # 1-based: the line number in both files
@@ -339,7 +340,7 @@ def split_parallel(df: pl.DataFrame, config: PrepareConfig | None = None) -> dic
     n = df.height
     n_dev, n_test = _split_count(config.dev_size, n), _split_count(config.test_size, n)
     if n_dev + n_test >= n:
-        raise ValueError(f"dev ({n_dev}) + test ({n_test}) rows leave no training rows out of {n}")
+        raise InputDataError(f"dev ({n_dev}) + test ({n_test}) rows leave no training rows out of {n}")
     # A seeded numpy Generator (PCG64) gives the same permutation for the same seed and row count.
     order = np.random.default_rng(config.seed).permutation(n)
     parts = {"test": order[:n_test], "dev": order[n_test : n_test + n_dev], "train": order[n_test + n_dev :]}

@@ -1,8 +1,10 @@
 """Training checkpoints: what they hold, how they are read safely, and the run's checkpoint folder.
 
 ``last.pt`` holds everything exact resume needs: weights, optimizer, AMP scaler, LR schedule, progress,
-history and every rank's RNG states. ``best.pt`` holds the weights with the best dev BLEU and the
-progress at that evaluation. Both live in a ``Store`` of the checkpoint folder; rank 0 writes them.
+history and every rank's RNG states, and the fingerprint of what it was trained on (the encoded
+training data, the dev set, the tokenizer): resuming over other data is refused. ``best.pt`` holds
+the weights with the best dev BLEU and the progress at that evaluation. Both live in a ``Store`` of
+the checkpoint folder; rank 0 writes them.
 """
 
 from __future__ import annotations
@@ -25,16 +27,24 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 2
 LAST, BEST = "last.pt", "best.pt"
+# What a checkpoint's data fingerprint covers, as an error message names it.
+FINGERPRINT_PARTS = {"train": "training data", "dev": "dev set", "tokenizer": "tokenizer"}
+
+
+class ResumeMismatchError(ValueError):
+    """A run's last checkpoint was trained on other data or another tokenizer than this run has."""
 
 
 class Checkpointer:
     """Saves and restores one trainer's checkpoints; the objects it restores are updated in place."""
 
     def __init__(self, store: Store, model: Seq2Seq, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, schedule: LRSchedule, group: ProcessGroup):
+                 scaler: torch.amp.GradScaler, schedule: LRSchedule, group: ProcessGroup,
+                 fingerprint: dict[str, str] | None = None):
         self.store = store
         self.model, self.optimizer, self.scaler, self.schedule = model, optimizer, scaler, schedule
         self.group = group
+        self.fingerprint = fingerprint  # {part: hash} of what this run trains on (FINGERPRINT_PARTS)
 
     def payload(self, state: TrainState, history: list[dict], full: bool) -> dict[str, Any]:
         """Weights and progress; ``full`` adds what exact resume needs (collective: every rank calls it)."""
@@ -44,6 +54,7 @@ class Checkpointer:
             "model": self.model.state_dict(),
             "state": asdict(state),
             "history": history,
+            "data": self.fingerprint,
         }
         if full:
             payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
@@ -71,6 +82,7 @@ class Checkpointer:
         payload = read_checkpoint(self.store, LAST)
         if payload["model_config"] != self.model.config.to_dict():
             raise ValueError(f"checkpoint {self.store.url_of(LAST)} was made for a different model config")
+        self._check_same_data(payload.get("data"))
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -82,6 +94,18 @@ class Checkpointer:
             log.warning("checkpoint was written by %d processes, resuming with %d: RNG streams reseeded",
                         len(rng_states), self.group.world_size)
         return TrainState(**payload["state"]), list(payload["history"])
+
+    def _check_same_data(self, saved: dict[str, str] | None) -> None:
+        """Refuse to resume weights (and an epoch position) that belong to other data or vocabulary."""
+        if saved is None or self.fingerprint is None:  # a checkpoint from before fingerprints
+            return
+        changed = [name for part, name in FINGERPRINT_PARTS.items()
+                   if saved.get(part) != self.fingerprint.get(part)]
+        if changed:
+            raise ResumeMismatchError(
+                f"cannot resume {self.store.url_of(LAST)}: the {' and the '.join(changed)} changed since it "
+                f"was written; start a new run with another --run-id (or delete {self.store.url} to "
+                "retrain this one from scratch)")
 
     def best_weights(self) -> dict[str, torch.Tensor] | None:
         """The weights in ``best.pt``; None when no evaluation has been saved as best."""

@@ -1,11 +1,15 @@
 """The training set: sentence pairs encoded as ``Example``s and cut into each epoch's batches.
 
 An epoch's batches are a pure function of (seed, epoch), so resuming needs only the epoch and the
-position in it, never a data loader's state.
+position in it, never a data loader's state, and not the process count either: each step takes the
+next ``world_size`` batches, so a run resumed with another count re-shards the epoch's remaining
+batches among its processes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,21 +53,31 @@ class TrainingData:
         return len(self.examples)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The batches (example indices) of ``epoch``, shuffled by (seed, epoch).
+        """The batches (example indices) of ``epoch``, shuffled by (seed, epoch); the same for any
+        process count.
 
         With several processes each step takes ``world_size`` consecutive batches (one per rank);
-        the epoch's remainder that would leave a rank idle is dropped (it is reshuffled next epoch).
+        the epoch ends when fewer than that remain (``epoch_done``): the remainder, which would leave
+        a rank idle, is skipped (it is reshuffled into the next epoch).
         """
         batches = token_batches(self._lengths, self.config.max_tokens,
                                 max_sentences=self.config.max_sentences,
                                 shuffle_seed=self.config.seed * 100_003 + epoch)
-        world = self.world_size
-        if world > 1:
-            if len(batches) < world:
-                raise ValueError(f"{len(batches)} batches per epoch cannot feed {world} processes: "
-                                 "lower max_tokens or use fewer processes")
-            batches = batches[: len(batches) - len(batches) % world]
+        if len(batches) < self.world_size:
+            raise ValueError(f"{len(batches)} batches per epoch cannot feed {self.world_size} processes: "
+                             "lower max_tokens or use fewer processes")
         return batches
+
+    def epoch_done(self, batches: list[list[int]], position: int) -> bool:
+        """Whether the batches from ``position`` on can no longer give every process one."""
+        return position + self.world_size > len(batches)
+
+    def fingerprint(self) -> str:
+        """Hash of the encoded examples: changes with the data and with the tokenizer's segmentation."""
+        digest = hashlib.sha256()
+        for e in self.examples:
+            digest.update(array("i", e.src).tobytes() + b"|" + array("i", e.tgt).tobytes() + b"\n")
+        return digest.hexdigest()[:16]
 
     def tensors(self, batch: list[int], device: torch.device) -> tuple[torch.Tensor, ...]:
         """Padded ``(src, src_len, tgt_in, tgt_out)``: the decoder reads BOS+tgt and predicts tgt+EOS."""

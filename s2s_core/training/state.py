@@ -20,6 +20,8 @@ class TrainState:
     best_bleu: float = -1.0
     best_step: int = 0
     evals_without_improvement: int = 0
+    skipped_steps: int = 0  # optimizer steps skipped for a non-finite loss or gradient
+    nonfinite_in_a_row: int = 0
     stop_reason: str | None = None
 
 

@@ -7,6 +7,7 @@ patience), ``checkpoint`` (exact resume), ``history`` (the records) and ``state`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -34,6 +35,7 @@ from s2s_core.training.validation import Validator
 log = logging.getLogger(__name__)
 
 Event = Callable[[str, dict], None]
+MAX_NONFINITE_STEPS = 5  # skipped steps in a row (non-finite loss) before training stops
 
 
 class Trainer:
@@ -67,7 +69,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.validator = Validator(tokenizers, dev_src, dev_ref, config, self.device, self.group, clock)
         self.checkpointer = None if checkpoints is None else Checkpointer(
-            checkpoints, self.model, self.optimizer, self.scaler, self.schedule, self.group)
+            checkpoints, self.model, self.optimizer, self.scaler, self.schedule, self.group,
+            data_fingerprint(self.data, dev_src, dev_ref, tokenizers))
         self.logs = logs
         self.on_event = on_event or (lambda kind, record: None)
         self.clock = clock
@@ -87,16 +90,21 @@ class Trainer:
         window = _LossWindow(self.clock())
         self._last_tick = window.start
         while (reason := broadcast_object(stop_reason(c, s), self.group)) is None:
-            loss, tokens = self.train_step(batches[s.batch_in_epoch + self.group.rank])
+            if self.data.epoch_done(batches, s.batch_in_epoch):
+                # Only after resuming with more processes: the epoch's rest cannot feed them all.
+                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+                batches = self.data.epoch_batches(s.epoch)
+                continue
+            loss, tokens, stepped = self.train_step(batches[s.batch_in_epoch + self.group.rank])
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + self.group.world_size
-            if s.batch_in_epoch >= len(batches):
+            if self.data.epoch_done(batches, s.batch_in_epoch):
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 batches = self.data.epoch_batches(s.epoch)
             now = self._tick()
-            window.add(loss, tokens)
-            s.target_tokens += tokens
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at step {s.step}")
+            if stepped:
+                window.add(loss, tokens)
+                s.target_tokens += tokens
+            self._count_nonfinite(stepped, loss)
             record = window.flush(now) if c.log_every and s.step % c.log_every == 0 else {}
             if c.eval_every and s.step % c.eval_every == 0 and self.validator.enabled:
                 record.update(self._timed_evaluation(now))
@@ -116,8 +124,15 @@ class Trainer:
         self._emit("end", asdict(s))
         return s
 
-    def train_step(self, batch: list[int]) -> tuple[float, int]:
-        """One optimizer step; returns (summed loss, target tokens)."""
+    def train_step(self, batch: list[int]) -> tuple[float, int, bool]:
+        """One optimizer step; returns (summed loss, target tokens, whether the weights were updated).
+
+        A non-finite loss or gradient norm is caught *before* the optimizer step, which is then
+        skipped: the weights, the optimizer state and the checkpoints never see it. Under fp16 the
+        gradient scaler skips overflowing steps itself (and lowers its scale); only a non-finite loss
+        counts as a bad step there. Both values are the same on every rank (the loss is summed over
+        ranks, gradients are averaged by DDP), so all ranks skip together.
+        """
         self.network.train()
         src, src_len, tgt_in, tgt_out = self.data.tensors(batch, self.device)
         with autocast(self.device, self.amp_dtype):
@@ -133,12 +148,35 @@ class Trainer:
             group["lr"] = self.schedule.lr(self.state.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * self.group.world_size / global_tokens).backward()
-        if self.config.clip_norm > 0:
+        global_loss = all_reduce_sum(float(loss.detach()), self.group, self.device)
+        if self.config.clip_norm > 0 or not self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-        self.scaler.step(self.optimizer)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                        self.config.clip_norm or math.inf))
+        finite = math.isfinite(global_loss) and (self.scaler.is_enabled() or math.isfinite(norm))
+        if finite or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # with fp16: skipped by the scaler if gradients overflowed
         self.scaler.update()
-        return all_reduce_sum(float(loss.detach()), self.group, self.device), int(global_tokens)
+        self.optimizer.zero_grad(set_to_none=True)
+        return global_loss, int(global_tokens), finite
+
+    def _count_nonfinite(self, stepped: bool, loss: float) -> None:
+        """Skip a bad step with a warning; stop after ``MAX_NONFINITE_STEPS`` of them in a row."""
+        s = self.state
+        if stepped:
+            s.nonfinite_in_a_row = 0
+            return
+        s.nonfinite_in_a_row += 1
+        s.skipped_steps += 1
+        if self.group.is_main:
+            log.warning("step %d: loss %s, optimizer step skipped (%d in a row)", s.step, loss,
+                        s.nonfinite_in_a_row)
+        if s.nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            where = self.checkpointer.store.url_of(LAST) if self.checkpointer else "no checkpoint"
+            raise FloatingPointError(
+                f"training loss was non-finite for {s.nonfinite_in_a_row} steps in a row (last {loss} at "
+                f"step {s.step}); no update was applied, and the last good checkpoint ({where}) is intact: "
+                "lower train.lr, raise train.warmup_steps or use amp=bf16/none, then resume")
 
     # ---------------------------------------------------------------- time, records, evaluation
     def _tick(self) -> float:
@@ -237,6 +275,15 @@ class _LossWindow:
                   "tokens_per_second": self.tokens / max(now - self.start, 1e-9)}
         self.start, self.loss, self.tokens = now, 0.0, 0
         return record
+
+
+def data_fingerprint(data: TrainingData, dev_src: Sequence[str], dev_ref: Sequence[str],
+                     tokenizers: Tokenizers) -> dict[str, str]:
+    """What a run trains on, by part (``FINGERPRINT_PARTS``), recorded in its checkpoints."""
+    dev = hashlib.sha256("\n".join(["\t".join(pair) for pair in zip(dev_src, dev_ref, strict=True)]).encode())
+    protos = tokenizers.src.model_proto + (b"" if tokenizers.joint else tokenizers.tgt.model_proto)
+    return {"train": data.fingerprint(), "dev": dev.hexdigest()[:16],
+            "tokenizer": hashlib.sha256(protos).hexdigest()[:16]}
 
 
 def _device(name: str, group: ProcessGroup) -> torch.device:

@@ -11,8 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prefect.logging.configuration import ensure_logging_setup
 
 from tasks.config import PipelineConfig, load_config
+
+# Prefect binds its console log handler to the sys.stderr of the moment its logging is set up. Done
+# here, at collection, that is pytest's session-long capture; done inside a test (the CLI imports
+# Prefect lazily), it would be that test's capsys stream, closed once the test ends.
+ensure_logging_setup()
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.yaml"

@@ -1,8 +1,14 @@
 import json
+import os
+import subprocess
+import sys
+import tomllib
 
 import pytest
 
-from flows.cli import main
+from flows import cli
+from flows.cli import _storage_options, main
+from s2s_core import __version__
 from tests.flows.conftest import ROOT, TINY
 
 
@@ -56,10 +62,12 @@ def test_evaluate_with_a_bad_column(capsys, tiny_run, tmp_path):
 def test_evaluate_writes_a_report(capsys, tiny_run, tmp_path):
     config, result = tiny_run
     test = f"{result['run']}/data/test.parquet"
-    code, out, _ = run_cli(capsys, "evaluate", "--model", result["model"], "--test", test,
-                           "--report", str(tmp_path / "report"), "--beam", "1", "--bootstrap", "20")
+    code, out, err = run_cli(capsys, "evaluate", "--model", result["model"], "--test", test,
+                             "--report", str(tmp_path / "report"), "--beam", "1", "--bootstrap", "20")
     assert code == 0
-    scores = json.loads(out[: out.index("\nreport:")])
+    summary = json.loads(out)  # stdout is JSON only; the human line goes to stderr
+    assert summary["markdown"] == str(tmp_path / "report/report.md") and "report: " in err
+    scores = summary["scores"]
     assert set(scores["test"]) == {"bleu", "chrf", "ter"}
     report = json.loads((tmp_path / "report/report.json").read_text())
     assert report["test_sets"]["test"]["decode"]["beam_size"] == 1
@@ -73,3 +81,57 @@ def test_help_lists_the_commands(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "train" in out and "evaluate" in out
+
+
+def test_help_and_version_import_neither_torch_nor_prefect():
+    """`s2s --help` must answer at once: the heavy imports belong to the commands that need them."""
+    code = ("import sys\nfrom flows.cli import main\n"
+            "for argv in (['--help'], ['translate', '--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+            "print('LOADED', sorted({'torch', 'prefect'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+    assert f"s2s {__version__}" in out.stdout
+    assert "(default: 5)" in out.stdout and "exit codes:" in out.stdout and "PREFECT_API_URL" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "retrain", "evaluate", "translate"])
+def test_every_command_has_an_example(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"examples:\n  s2s {command} " in capsys.readouterr().out
+
+
+def test_storage_options_are_parsed_like_set_values():
+    assert _storage_options(["anon=false", "endpoint_url=http://127.0.0.1:9000",
+                             "client_kwargs.region_name=eu", "default_block_size=5242880"]) == {
+        "anon": False, "endpoint_url": "http://127.0.0.1:9000", "client_kwargs": {"region_name": "eu"},
+        "default_block_size": 5242880}
+
+
+def test_a_storage_option_without_a_value_is_a_user_error(capsys):
+    code, _, err = run_cli(capsys, "evaluate", "--model", "m", "--test", "t", "--storage-option", "anon")
+    assert code == 2 and "--storage-option expects key=value" in one_line_error(err)
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch, capsys):
+    """A bug (here a KeyError inside a command) is not reported as the user's fault."""
+    def buggy(args):
+        return {}["missing"]
+
+    monkeypatch.setattr(cli, "cmd_train", buggy)
+    with pytest.raises(KeyError, match="missing"):
+        main(["train", str(TINY)])
+    assert "s2s: error" not in capsys.readouterr().err
+
+
+def test_the_cli_sets_the_projects_prefect_settings(monkeypatch):
+    """prefect.toml (for processes started in the repository) and the CLI's defaults agree."""
+    settings = tomllib.loads((ROOT / "prefect.toml").read_text())
+    from_toml = {f"PREFECT_{section}_{key}".upper(): str(value).lower()
+                 for section, values in settings.items() for key, value in values.items()}
+    assert from_toml == {k: v.lower() for k, v in cli.PREFECT_DEFAULTS.items() if k.startswith("PREFECT_")}
+    for name in cli.PREFECT_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    cli.configure_logging(verbose=0, quiet=0)
+    assert {name: os.environ[name] for name in cli.PREFECT_DEFAULTS} == cli.PREFECT_DEFAULTS

@@ -11,10 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
+import torch
 
 from flows.cli import main
 from flows.translate import run_translation
+from s2s_core.corpus.verify import read_chunk_index
+from s2s_core.inference.translator import Translator
+from s2s_core.storage import Store
 from tasks.config import TranslateConfig
+from tests.faults.proxy import Faults
 from tests.flows.conftest import ROOT, run_flow_until_killed
 
 PAIRS = ROOT / "examples/tiny/pairs.tsv"
@@ -62,7 +67,8 @@ def reference(tiny_run, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("reference")
     corpus = bible_corpus(root / "in", 240)
     run_translation(config_for(result["model"], corpus, root / "out", workers=2))
-    return {"model": result["model"], "corpus": corpus, "rows": read_output(root / "out")}
+    return {"model": result["model"], "corpus": corpus, "rows": read_output(root / "out"),
+            "output": root / "out"}
 
 
 def test_crafted_corpus_round_trip_keeps_every_row_in_order(tiny_run, tmp_path):
@@ -99,7 +105,8 @@ def test_crafted_corpus_round_trip_keeps_every_row_in_order(tiny_run, tmp_path):
     assert manifest["model"]["name"] == "tiny" and manifest["decode"]["beam_size"] == 1
     assert manifest["ids"]["unique"] and manifest["ids"]["aligned_with_input"]
     # Row groups of 16 rows packed into chunks of at most 40 rows, per file.
-    assert [c["rows_in"] for c in manifest["chunks"]] == [32, 32, 36, 32, 32, 35]
+    index = read_chunk_index(Store(str(tmp_path / "out")))
+    assert [c["rows_in"] for c in index] == [32, 32, 36, 32, 32, 35] and manifest["chunks"]["count"] == 6
     assert result["this_run"]["chunks_translated"] == 6 and result["this_run"]["chunks_skipped"] == 0
     assert progress_artifact(config.output) == 100.0
 
@@ -138,7 +145,7 @@ def test_killed_flow_resumes_without_redoing_committed_chunks(prefect_harness, r
                         decode={"beam_size": 1})
     result = run_translation(config)
 
-    total = len(json.loads((output / "manifest.json").read_text())["chunks"])
+    total = json.loads((output / "manifest.json").read_text())["chunks"]["count"]
     assert len(markers) < total
     assert result["this_run"]["chunks_skipped"] == len(markers)
     assert result["this_run"]["chunks_translated"] == total - len(markers)
@@ -172,6 +179,42 @@ def test_translate_flow_reads_and_writes_s3(prefect_harness, reference, s3_serve
     assert again["this_run"]["chunks_translated"] == 0
 
 
+def test_translation_over_a_flaky_s3_endpoint_gives_identical_output(prefect_harness, reference, s3_server,
+                                                                     fault_proxy):
+    """20% of requests answered 503 SlowDown, 10% dropped without an answer: s3fs's retries absorb them."""
+    fs = s3fs.S3FileSystem(**s3_server["storage_options"])
+    fs.mkdir("s2s-flaky")
+    fs.put(str(reference["corpus"]) + "/", "s2s-flaky/corpus/", recursive=True)
+    fs.put(reference["model"] + "/", "s2s-flaky/model/", recursive=True)
+    faults = Faults(slowdown=0.2, drop=0.1, seed=11)
+    opts = fault_proxy(faults)
+    config = config_for("s3://s2s-flaky/model", "s3://s2s-flaky/corpus", "s3://s2s-flaky/out", chunk_rows=80,
+                        workers=2, storage_options=opts)
+
+    result = run_translation(config)
+
+    assert result["rows_in"] == result["rows_out"] == 240
+    assert faults.counts["slowdown_503"] >= 5
+    assert faults.counts["dropped_before"] + faults.counts["dropped_after"] >= 3
+    assert_same_rows(read_output("s2s-flaky/out", fs), reference["rows"])
+    assert not [p for p in fs.find("s2s-flaky/out") if "/." in p]  # no probe or temporary left behind
+
+
+def test_a_part_torn_after_commit_is_translated_again_by_the_next_run(prefect_harness, reference, tmp_path):
+    import shutil
+
+    output = tmp_path / "out"
+    shutil.copytree(reference["output"], output)
+    (output / "manifest.json").unlink()
+    torn = sorted(output.glob("part-*.parquet"))[4]
+    torn.write_bytes(torn.read_bytes()[:200])  # e.g. a copy cut short after the job committed it
+
+    result = run_translation(config_for(reference["model"], reference["corpus"], output, workers=2))
+
+    assert result["this_run"]["chunks_translated"] == 1 and result["this_run"]["chunks_skipped"] == 15
+    assert read_output(output).equals(reference["rows"]) and result["rows_out"] == 240
+
+
 def test_translate_flow_on_a_dask_cluster_loads_the_model_once_per_worker(
         prefect_harness, reference, tmp_path, monkeypatch):
     from distributed import LocalCluster
@@ -187,8 +230,8 @@ def test_translate_flow_on_a_dask_cluster_loads_the_model_once_per_worker(
     workers = result["this_run"]["workers"]
     assert len(workers) == 2 and str(os.getpid()) not in workers
     assert {w["model_loads"] for w in workers.values()} == {1}
-    assert sum(w["chunks"] for w in workers.values()) == len(json.loads((tmp_path / "out/manifest.json")
-                                                                       .read_text())["chunks"])
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert sum(w["chunks"] for w in workers.values()) == manifest["chunks"]["count"]
     assert_same_rows(read_output(tmp_path / "out"), reference["rows"])
 
 
@@ -233,3 +276,46 @@ def test_cli_reports_unusable_inputs_in_one_line(tiny_run, tmp_path, capsys, cas
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("s2s: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+class OutOfMemoryTranslator(Translator):
+    """Runs out of memory on any source longer than ``limit`` tokens, even alone (a small GPU)."""
+
+    limit: int | None = 12
+
+    def _search(self, sources, config):
+        if self.limit is not None and max(len(s) for s in sources) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated small GPU)")
+        return super()._search(sources, config)
+
+
+def test_rows_out_of_memory_alone_are_counted_exit_3_and_retried_with_retry_failed(
+        tiny_run, tmp_path, monkeypatch, capsys):
+    import tasks.translate
+    from s2s_core.inference.package import load_package
+    from tests.faults.trials import read_parts, tiny_corpus
+
+    _, trained = tiny_run
+    corpus = tiny_corpus(tmp_path / "in", rows=60, files=1)
+    args = ["translate", "--model", trained["model"], "--input", str(corpus), "--beam", "1",
+            "--chunk-rows", "20", "--workers", "1"]
+    assert main([*args, "--output", str(tmp_path / "clean")]) == 0
+    package = load_package(trained["model"])
+    small_gpu = OutOfMemoryTranslator(package.model, package.tokenizers, torch.device("cpu"))
+    monkeypatch.setitem(tasks.translate._TRANSLATORS, (trained["model"], "auto", "auto"), small_gpu)
+    out = tmp_path / "out"
+
+    # Finished, every row out, some failed: the exit code tells a scheduler.
+    assert main([*args, "--output", str(out)]) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = read_parts(out).filter(pl.col("status") == "failed")
+    assert manifest["failed_rows"] == manifest["statuses"]["failed"] == len(failed) > 0
+    assert main([*args, "--output", str(out)]) == 3  # a plain re-run does not touch committed chunks
+
+    small_gpu.limit = None  # e.g. re-run on a bigger GPU
+    capsys.readouterr()
+    assert main([*args, "--output", str(out), "--retry-failed"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["failed_rows"] == 0 and summary["this_run"]["rows_retried"] == len(failed)
+    assert read_parts(out).equals(read_parts(tmp_path / "clean"))  # exactly those rows, as a clean run
+    assert json.loads((out / "manifest.json").read_text())["statuses"].get("failed", 0) == 0

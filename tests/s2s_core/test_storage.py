@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
 from s2s_core import storage
-from s2s_core.storage import Store
+from s2s_core.storage import ExclusiveCreateUnsupported, Store
+from tests.faults.proxy import Faults
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -72,3 +74,54 @@ def test_remove_and_missing_objects(store):
     store.remove("never-there.bin")  # no error: removing what is absent is a no-op
     with pytest.raises(FileNotFoundError):
         store.read_bytes("gone.bin")
+
+
+def test_local_writes_fsync_the_data_and_then_the_directory_that_names_it(tmp_path, monkeypatch):
+    """A commit marker must never survive a power loss that its part (or its own name) does not."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    (tmp_path / "out").mkdir()
+    store = Store(str(tmp_path / "out"))
+    store.write_bytes("part-1.parquet", b"rows")
+    assert len(synced) == 2 and synced[0].rsplit("/", 1)[-1].startswith(".tmp-")  # the data first
+    assert synced[-1] == str(tmp_path / "out")  # then the rename, before anything else happens
+    synced.clear()
+    store.create_bytes("_done/1.json", b"{}")
+    # The new _done/ directory is made durable in its parent, the marker's data, then its name.
+    assert synced[0] == str(tmp_path / "out") and synced[-1] == str(tmp_path / "out/_done")
+    assert synced[1].rsplit("/", 1)[-1].startswith(".tmp-")
+
+
+@pytest.mark.parametrize("answer", ["409", "412-bare"])
+def test_every_already_exists_answer_becomes_file_exists(fault_proxy, answer):
+    """Servers that answer 409 or a 412 not naming the condition still give one error: FileExistsError."""
+    import s3fs
+
+    faults = Faults(conflict_answer=answer)
+    opts = fault_proxy(faults)
+    bucket = f"st-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**opts).mkdir(bucket)
+    store = Store(f"s3://{bucket}/store", opts)
+    store.create_bytes("marker.json", b"first")
+    with pytest.raises(FileExistsError):
+        store.create_bytes("marker.json", b"second")
+    assert store.read_bytes("marker.json") == b"first" and faults.counts[f"rewritten_{answer}"] == 1
+    store.check_exclusive_create()  # honoured, whatever the answer looks like
+
+
+def test_a_store_that_ignores_exclusive_create_is_refused(fault_proxy):
+    import s3fs
+
+    opts = fault_proxy(Faults(ignore_if_none_match=True))  # the server overwrites instead
+    bucket = f"st-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**opts).mkdir(bucket)
+    store = Store(f"s3://{bucket}/store", opts)
+    with pytest.raises(ExclusiveCreateUnsupported, match="does not honour exclusive create"):
+        store.check_exclusive_create()
+    assert store.fs.find(f"{bucket}/") == []  # the probe cleaned up after itself

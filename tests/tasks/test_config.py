@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, PipelineConfig, load_config
+from tasks.config import ConfigError, PipelineConfig, TranslateConfig, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +66,17 @@ def test_promotion_settings_are_typed_and_do_not_change_the_run_id():
     b = load_config(ROOT / "configs/tiny.yaml", ["promotion.alpha=0.01", "promotion.min_bleu_gain=1"])
     assert a.promotion.alpha == 0.05 and b.promotion.alpha == 0.01
     assert a.resolved_run_id == b.resolved_run_id  # thresholds judge a model, they do not shape it
+
+
+def test_overrides_change_one_field_of_a_given_config():
+    config = load_config(ROOT / "configs/tiny.yaml")
+    changed = with_overrides(config, ["train.max_minutes=5", "evaluate.decode.beam_size=2", "data.dev=null"])
+    assert isinstance(changed, PipelineConfig) and changed.train.max_minutes == 5
+    assert changed.evaluate.decode.beam_size == 2 and changed.data.dev is None
+    rest = {"train", "evaluate", "data"}
+    assert changed.model_dump(exclude=rest) == config.model_dump(exclude=rest)
+    assert with_overrides(config, None) is config
+    translate = TranslateConfig(model="m", input="i", output="o")
+    assert with_overrides(translate, ["chunk_rows=10"]).chunk_rows == 10
+    with pytest.raises(ConfigError, match=r"invalid config after overrides: train\.max_tokens"):
+        with_overrides(config, ["train.max_tokens=lots"])

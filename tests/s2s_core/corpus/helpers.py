@@ -9,13 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s2s_core.corpus.chunk import Translate, translate_chunk
-from s2s_core.corpus.plan import JobPlan, JobSpec, ModelIdentity, plan_job
+from s2s_core.corpus.plan import JobPlan, JobSpec, ModelIdentity, Numerics, plan_job
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.storage import Store
 from tests.s2s_core.synthetic import reverse_pairs
 
 MODEL = ModelIdentity("memory://reverse", "reverse", "0", "abc")
 DECODE = DecodeConfig(beam_size=1, max_len_extra=2)
+NUMERICS = Numerics(device="cpu", amp="none")
 
 
 def write_corpus(path: Path, ids: list[str | None], texts: list[str | None], row_group_size: int) -> None:
@@ -55,7 +56,7 @@ def loader(translator: Translator, decode: DecodeConfig = DECODE, loads: list | 
 def run_job(translator: Translator, spec: JobSpec, decode: DecodeConfig = DECODE, only=None,
             loads: list | None = None) -> tuple[JobPlan, list[dict]]:
     """Plan the job and translate its chunks (those numbered in ``only``, or all) in this process."""
-    plan = plan_job(spec, MODEL, decode)
+    plan = plan_job(spec, MODEL, decode, NUMERICS)
     records = [translate_chunk(spec, plan.fingerprint, c, loader(translator, decode, loads))
                for i, c in enumerate(plan.chunks) if only is None or i in only]
     return plan, records

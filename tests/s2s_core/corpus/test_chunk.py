@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from s2s_core.corpus.plan import PlanMismatchError, plan_job
-from s2s_core.corpus.verify import VerificationError, verify_output
+from s2s_core.corpus.verify import VerificationError, read_chunk_index, verify_output
 from s2s_core.inference.translator import DecodeConfig
-from tests.s2s_core.corpus.helpers import DECODE, MODEL, job, reverse_corpus, run_job
+from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, reverse_corpus, run_job
 
 
 def test_resumed_job_translates_only_uncommitted_chunks_and_verifies(tmp_path, translator):
@@ -28,12 +28,15 @@ def test_resumed_job_translates_only_uncommitted_chunks_and_verifies(tmp_path, t
     assert manifest["rows_in"] == manifest["rows_out"] == 87
     assert manifest["ids"] == {"column": "id", "aligned_with_input": True, "rows": 87, "unique": True,
                                "passes": 3}
-    assert [c["rows_out"] for c in manifest["chunks"]] == [20, 20, 10, 20, 17]
+    assert manifest["chunks"] == {"count": 5, "index": "_chunks.parquet"}  # totals only, not every chunk
+    index = read_chunk_index(spec.output)
+    assert [c["rows_out"] for c in index] == [20, 20, 10, 20, 17]
+    assert sum(sum(c["statuses"].values()) for c in index) == 87 == sum(manifest["statuses"].values())
     out = pl.read_parquet(str(tmp_path / "out/part-*.parquet"))
     assert out.columns == ["id", "src", "n", "translation", "score", "status"]
     assert out["id"].to_list() == [f"r{i}" for i in range(87)]
     # A different chunk size (or model, or search) would mix two plans in one output.
     with pytest.raises(PlanMismatchError, match="different chunk_rows"):
-        plan_job(dataclasses.replace(spec, chunk_rows=30), MODEL, DECODE)
+        plan_job(dataclasses.replace(spec, chunk_rows=30), MODEL, DECODE, NUMERICS)
     # Batch size does not change hypotheses, so it may change between runs.
-    plan_job(spec, MODEL, DecodeConfig(beam_size=1, max_len_extra=2, max_tokens=50))
+    plan_job(spec, MODEL, DecodeConfig(beam_size=1, max_len_extra=2, max_tokens=50), NUMERICS)

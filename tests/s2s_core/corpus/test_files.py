@@ -10,7 +10,7 @@ import pytest
 from s2s_core.corpus.files import cut_chunks, open_corpus, read_chunk
 from s2s_core.corpus.plan import plan_job
 from s2s_core.storage import Store
-from tests.s2s_core.corpus.helpers import DECODE, MODEL, job, reverse_corpus
+from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, reverse_corpus
 
 
 def test_chunks_cover_every_row_once_in_order_with_stable_ids(tmp_path):
@@ -53,9 +53,9 @@ def test_globs_select_files_and_bad_inputs_fail_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="different schemas"):
         open_corpus(Store(url))
     with pytest.raises(ValueError, match="holds int64, not strings"):
-        plan_job(job(tmp_path / "in" / "3.parquet", tmp_path / "out"), MODEL, DECODE)
+        plan_job(job(tmp_path / "in" / "3.parquet", tmp_path / "out"), MODEL, DECODE, NUMERICS)
     with pytest.raises(ValueError, match="no text column 'text'"):
-        plan_job(job(url + "/0.parquet", tmp_path / "out", text_column="text"), MODEL, DECODE)
+        plan_job(job(url + "/0.parquet", tmp_path / "out", text_column="text"), MODEL, DECODE, NUMERICS)
     pq.write_table(pa.table({"id": ["x"], "src": ["a"], "status": ["old"]}), tmp_path / "status.parquet")
     with pytest.raises(ValueError, match="already has column"):
-        plan_job(job(tmp_path / "status.parquet", tmp_path / "out"), MODEL, DECODE)
+        plan_job(job(tmp_path / "status.parquet", tmp_path / "out"), MODEL, DECODE, NUMERICS)

@@ -7,28 +7,39 @@ import json
 
 import pytest
 
-from s2s_core.corpus.plan import PLAN, PlanMismatchError, plan_job
-from tests.s2s_core.corpus.helpers import DECODE, MODEL, job, reverse_corpus, write_corpus
+from s2s_core.corpus.plan import PLAN, Numerics, PlanMismatchError, plan_job
+from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, reverse_corpus, write_corpus
 
 
 def test_repeated_or_null_input_ids_are_refused_before_translating(tmp_path):
     write_corpus(tmp_path / "dup.parquet", ["a", "b", "a"], ["x", "y", "z"], 2)
     with pytest.raises(ValueError, match=r"not unique \('a' ×2\)"):
-        plan_job(job(tmp_path / "dup.parquet", tmp_path / "out"), MODEL, DECODE)
+        plan_job(job(tmp_path / "dup.parquet", tmp_path / "out"), MODEL, DECODE, NUMERICS)
     write_corpus(tmp_path / "null.parquet", ["a", None], ["x", "y"], 2)
     with pytest.raises(ValueError, match="1 rows have a null id"):
-        plan_job(job(tmp_path / "null.parquet", tmp_path / "out2"), MODEL, DECODE)
+        plan_job(job(tmp_path / "null.parquet", tmp_path / "out2"), MODEL, DECODE, NUMERICS)
     assert not (tmp_path / "out").exists()  # nothing pinned, nothing translated
     # Without an id column the same rows are fine.
-    plan = plan_job(job(tmp_path / "dup.parquet", tmp_path / "out3", id_column=None), MODEL, DECODE)
+    plan = plan_job(job(tmp_path / "dup.parquet", tmp_path / "out3", id_column=None), MODEL, DECODE, NUMERICS)
     assert plan.corpus.rows == 3
 
 
 def test_the_plan_pins_the_model_identity_and_refuses_other_weights(tmp_path):
     spec = job(reverse_corpus(tmp_path, sizes=(30,)), tmp_path / "out", chunk_rows=10)
-    plan = plan_job(spec, MODEL, DECODE)
+    plan = plan_job(spec, MODEL, DECODE, NUMERICS)
     pinned = json.loads((tmp_path / "out" / PLAN).read_text())
     assert pinned == plan.record and pinned["model"] == dataclasses.asdict(MODEL)
-    assert plan_job(spec, dataclasses.replace(MODEL, url="elsewhere"), DECODE).fingerprint == plan.fingerprint
+    moved = plan_job(spec, dataclasses.replace(MODEL, url="elsewhere"), DECODE, NUMERICS)
+    assert moved.fingerprint == plan.fingerprint
     with pytest.raises(PlanMismatchError, match="different model"):
-        plan_job(spec, dataclasses.replace(MODEL, weights_sha256="other"), DECODE)
+        plan_job(spec, dataclasses.replace(MODEL, weights_sha256="other"), DECODE, NUMERICS)
+
+
+def test_the_plan_pins_the_numerics_and_refuses_a_resume_on_other_hardware(tmp_path):
+    spec = job(reverse_corpus(tmp_path, sizes=(30,)), tmp_path / "out", chunk_rows=10)
+    plan = plan_job(spec, MODEL, DECODE, NUMERICS)
+    assert plan.record["numerics"] == {"device": "cpu", "amp": "none", "quantization": "none"}
+    for other in (Numerics("cuda", "bfloat16"), Numerics("cpu", "none", "int8")):
+        with pytest.raises(PlanMismatchError, match=r"different numerics \(pinned .*'cpu'.*, now"):
+            plan_job(spec, MODEL, DECODE, other)
+    assert plan_job(spec, MODEL, DECODE, NUMERICS).fingerprint == plan.fingerprint

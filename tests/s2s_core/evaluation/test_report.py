@@ -203,3 +203,16 @@ def test_render_markdown_minimal():
     no_ci = score_with_ci(["a b c d"], ["a b c d"], names=("bleu",), n_bootstrap=1)
     md = render_markdown({"test_sets": {"dev": {"scores": no_ci}}})
     assert "| bleu | 100.00 | – |" in md
+
+
+@pytest.mark.parametrize(("folder", "expected"), [
+    ("/runs/r1/reports", "- Training curve: `/runs/r1/reports/training_curve.png`"),
+    ("s3://bucket/runs/r1/reports/", "- Training curve: `s3://bucket/runs/r1/reports/training_curve.png`"),
+    ("https://example.org/reports", "![Training curve](https://example.org/reports/training_curve.png)"),
+])
+def test_figures_of_a_report_shown_elsewhere_point_to_where_they_are_stored(folder, expected):
+    """A viewer such as the Prefect UI can show an image only from a URL a browser can fetch."""
+    md = render_markdown({"test_sets": {}, "figures": {"Training curve": "training_curve.png"}},
+                         figures_at=folder)
+    assert expected in md
+    assert ("![" in md) == folder.startswith("https://")

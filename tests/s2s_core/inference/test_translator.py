@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from s2s_core.inference.translator import DecodeConfig, Translator
 
@@ -52,23 +53,37 @@ def test_control_characters_are_cleaned_before_translation(reverse_task):
 
 
 class FlakyTranslator(Translator):
-    """Fails any batch of more than two sentences, and any sentence containing 'l' (fault injection)."""
+    """Runs out of memory on batches of more than two sentences and on any sentence containing 'l';
+    ``broken`` raises another error instead (fault injection)."""
+
+    broken: str | None = None
 
     def _search(self, sources, config):
+        if self.broken:
+            raise RuntimeError(self.broken)
         if len(sources) > 2:
-            raise RuntimeError("CUDA out of memory (simulated)")
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         if any(self.tokenizers.src.encode(["l"])[0][0] in s for s in sources):
-            raise RuntimeError("simulated kernel failure")
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB")
         return super()._search(sources, config)
 
 
-def test_failing_batches_are_split_and_single_failures_flagged(reverse_task):
+def test_batches_out_of_memory_are_split_and_single_failures_flagged(reverse_task):
     translator = FlakyTranslator(reverse_task.model, reverse_task.tokenizers)
     texts = ["a b", "b c d", "l a", "d e", "e f g", "", "g h"]
     out = translator.translate(texts)
     assert [t.status for t in out] == ["ok", "ok", "failed", "ok", "ok", "empty", "ok"]
     assert [t.text for t in out] == ["b a", "d c b", "", "e d", "g f e", "", "h g"]
-    assert "simulated kernel failure" in out[2].error
+    assert "not enough memory" in out[2].error
+
+
+@pytest.mark.parametrize("error", ["CUDA error: device-side assert triggered",
+                                   "Expected all tensors to be on the same device"])
+def test_errors_other_than_out_of_memory_propagate_instead_of_failing_rows(reverse_task, error):
+    translator = FlakyTranslator(reverse_task.model, reverse_task.tokenizers)
+    translator.broken = error
+    with pytest.raises(RuntimeError, match=error.split(":")[0]):
+        translator.translate(["a b", "b c d"])
 
 
 def test_attention_is_returned_per_sentence(reverse_task):

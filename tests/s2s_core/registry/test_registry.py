@@ -11,7 +11,7 @@ import torch
 
 from s2s_core.inference.package import PackageError, load_package, save_package
 from s2s_core.model.seq2seq import build_model
-from s2s_core.registry.registry import PromotionConflict, Registry, resolve_model
+from s2s_core.registry.registry import Champion, PromotionConflict, Registry, _now, resolve_model
 from tests.s2s_core.conftest import reverse_model_config
 from tests.s2s_core.synthetic import reverse_tokenizers
 
@@ -142,6 +142,26 @@ def test_a_crash_after_the_switch_is_healed_by_the_next_promotion(registry, toke
     assert registry.champion().version == "v2"  # readers that must be right use the promotions log
     registry.promote("v3", registry.champion(), "better", run_id="r3")
     assert current(registry)["version"] == "v3" and current(registry)["seq"] == 3
+
+
+def test_a_promoter_finishing_late_never_moves_current_behind_the_highest_promotion(registry, tokenizers):
+    for v in ("v1", "v2", "v3"):
+        add_package(registry, tokenizers, v)
+    registry.promote("v1", None, "first", run_id="r1")
+    # Run r2 creates promotion 2 and stalls (or crashes) before publishing; r3 promotes over it.
+    record = {"decision": "promoted", "seq": 2, "version": "v2", "model": registry.package_url("v2"),
+              "previous": {"seq": 1, "version": "v1"}, "reason": "better", "decided_at": _now(),
+              "run_id": "r2", "details": {}}
+    registry.folder.create_bytes("promotions/00000002.json", json.dumps(record).encode())
+    registry.promote("v3", registry.champion(), "better still", run_id="r3")
+    assert current(registry)["seq"] == 3
+    # r2 resumes (or is re-run) and finishes its own promotion: `current` stays on the highest one.
+    v1 = Champion(1, "v1", registry.package_url("v1"), {})
+    assert registry.promote("v2", v1, "better", run_id="r2") == record
+    assert current(registry)["version"] == "v3" and registry.champion().version == "v3"
+    lines = registry.folder.read_text("history.jsonl").splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    assert registry.decision_of("r2") == record and registry.decision_of("r9") is None
 
 
 def test_rejections_never_touch_the_champion_and_history_records_every_decision(registry, tokenizers):

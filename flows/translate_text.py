@@ -1,0 +1,94 @@
+"""Plain-text translation for ``s2s translate`` on text: stdin or a file in, stdout or a file out.
+
+No Prefect: a streaming loop over the core ``Translator`` (``s2s_core.inference.textfile``), one
+output line per input line, written a window at a time so a pipe sees output as it comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import fsspec
+
+from s2s_core.inference.package import load_package
+from s2s_core.inference.textfile import WINDOW, nbest_lines, one_line, read_lines, translate_stream
+from s2s_core.inference.translator import DecodeConfig
+from s2s_core.registry.registry import resolve_model
+from tasks.progress import progress_bar
+
+STDIO = "-"
+log = logging.getLogger("s2s.translate")
+
+
+@dataclass
+class TextJob:
+    """What to translate with which model, and how."""
+
+    model: str
+    input: str = STDIO
+    output: str = STDIO
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    device: str = "auto"
+    language: str = "en"
+    window: int = WINDOW
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def translate_text(job: TextJob) -> dict:
+    """Translate ``job.input`` line by line into ``job.output``; returns a summary (counts, timing)."""
+    model_url = resolve_model(job.model, job.storage_options)
+    package = load_package(model_url, device=job.device, storage_options=job.storage_options)
+    translator = package.translator(job.device, language=job.language)
+    statuses: Counter[str] = Counter()
+    lines = segments = 0
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        source = stack.enter_context(_open(job.input, "rb", job.storage_options, sys.stdin.buffer))
+        sink = stack.enter_context(_open(job.output, "wb", job.storage_options, sys.stdout.buffer))
+        bar = stack.enter_context(progress_bar(f"translating {_name(job.input)}", None, "lines", log))
+        results = translate_stream(translator, read_lines(source, _name(job.input)), job.decode, job.window,
+                                   on_window=lambda _: sink.flush())
+        for index, translation in enumerate(results):
+            entries = (nbest_lines(index, translation) if job.decode.n_best > 1
+                       else [one_line(translation.text)])
+            sink.write("".join(f"{entry}\n" for entry in entries).encode("utf-8"))
+            statuses[translation.status] += 1
+            segments += translation.segments
+            lines = index + 1
+            bar.update(lines)
+    seconds = time.perf_counter() - started
+    return {"model": model_url, "input": job.input, "output": job.output, "lines": lines,
+            "statuses": dict(sorted(statuses.items())), "failed_rows": statuses.get("failed", 0),
+            "segments": segments, "seconds": round(seconds, 3),
+            "lines_per_second": round(lines / seconds, 2) if seconds else 0.0}
+
+
+def _name(url: str) -> str:
+    return "<stdin>" if url == STDIO else url
+
+
+class _Unclosed:
+    """A standard stream as a context manager that flushes it instead of closing it."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+
+    def __enter__(self) -> BinaryIO:
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.flush()
+
+
+def _open(url: str, mode: str, storage_options: dict[str, Any], stdio: BinaryIO) -> Any:
+    """``url`` opened in binary ``mode`` through fsspec (``.gz`` and other compressions by suffix),
+    or the standard stream for ``-``."""
+    if url == STDIO:
+        return _Unclosed(stdio)
+    return fsspec.open(url, mode, compression="infer", **storage_options)

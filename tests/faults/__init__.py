@@ -1,0 +1,1 @@
+"""Fault injection on real components: a flaky S3 proxy and SIGKILL-and-resume trials (tests and bench)."""
