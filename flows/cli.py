@@ -206,12 +206,6 @@ def _decode_settings(args: argparse.Namespace) -> dict:
 
 
 def _translate_text(args: argparse.Namespace, options: dict) -> int:
-    from tasks.config import ConfigError
-
-    # The streaming text path (flows/translate_text.py) is unfinished (issue 11): refuse it plainly
-    # rather than fail halfway through a file.
-    raise ConfigError("plain-text input/output is not available yet; translate a Parquet file "
-                      "(columns id, src) with --input/--output instead")
     from flows.translate_text import TextJob, translate_text
     from tasks.config import DecodeConfig, validate_section
 
@@ -242,7 +236,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
         "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
         "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
-        "retry_failed": args.retry_failed, "storage_options": options})
+        "retry_failed": args.retry_failed, "source_language": args.src_lang, "storage_options": options})
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output")):
         _check_url(url, what, **options)
     from tasks.translate import preflight

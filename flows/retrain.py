@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from flows.train import train_flow
 from s2s_core import storage
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, with_overrides
 from tasks.evaluate import evaluate_model
 from tasks.layout import RunLayout
 from tasks.registry import (
@@ -40,9 +40,13 @@ def challenger_config(config: PipelineConfig) -> PipelineConfig:
 
 
 @flow(name="s2s-retrain", log_prints=True)
-def retrain_flow(config: PipelineConfig) -> dict:
-    """Train a challenger and promote it only if it beats the champion on the same test sets."""
-    config = challenger_config(config)
+def retrain_flow(config: PipelineConfig, overrides: list[str] | None = None) -> dict:
+    """Train a challenger and promote it only if it beats the champion on the same test sets.
+
+    ``overrides`` (``key=value``, as ``--set``) change fields of ``config``, so a deployment run can
+    change one setting without restating the whole config.
+    """
+    config = challenger_config(with_overrides(config, overrides))
     layout, opts = RunLayout(config.store, config.resolved_run_id), config.storage_options
     version = config.resolved_version
     get_run_logger().info("retraining %s: challenger %s in %s", config.name, version, layout.root)

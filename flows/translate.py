@@ -14,14 +14,15 @@ import sys
 import torch
 from prefect import flow, unmapped
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.states import Completed, State
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from s2s_core.corpus.files import Chunk
 from s2s_core.corpus.plan import JobPlan
 from s2s_core.corpus.verify import DamagedChunksError
 from tasks.common import run_logger
-from tasks.config import TranslateConfig
-from tasks.translate import ChunkProgress, finalize, plan_translation, run_chunk
+from tasks.config import TranslateConfig, with_overrides
+from tasks.translate import ChunkProgress, finalize, plan_translation, record_skip, run_chunk
 
 
 def default_workers() -> int:
@@ -32,31 +33,58 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
-@flow(name="s2s-translate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def translate_flow(config: TranslateConfig) -> dict:
-    """Translate ``config.input`` into ``config.output``; every input row becomes one output row."""
+@flow(name="s2s-translate")
+def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) -> dict | State:
+    """Translate ``config.input`` into ``config.output``; every input row becomes one output row.
+
+    ``overrides`` (``key=value``, as ``--set``) change fields of ``config``, so a deployment run can
+    change one setting without restating the whole config. Before a registry URL's first promotion
+    the run is skipped (Completed, with the reason in its log and an artifact), not failed.
+    """
+    config = with_overrides(config, overrides)
     planned = plan_translation(config)
+    if planned is None:
+        reason = f"skipped: no serving model yet (nothing has been promoted in {config.model})"
+        return Completed(message=reason, data=record_skip(config, reason))
     # A registry URL is resolved once, and with output_per_version so is the output directory.
     config = config.model_copy(update={"model": planned.model_url, "output": planned.output})
     progress = ChunkProgress(planned.plan, planned.pending, config.output)
-    translate_chunks(planned.pending, config, planned.plan, progress)
     try:
-        return finalize(config, planned.plan, progress.summary())
-    except DamagedChunksError as err:
-        # Committed parts found damaged (truncated, lost) were un-committed by the check: translate
-        # them again now instead of failing every night until someone cleans up by hand.
-        run_logger().warning("%s", err)
-        damaged = [c for c in planned.plan.chunks if c.id in set(err.chunk_ids)]
-        progress.redo(damaged)
-        translate_chunks(damaged, config, planned.plan, progress)
-        return finalize(config, planned.plan, progress.summary())
+        with chunk_runner(config) as runner:
+            translate_chunks(runner, planned.pending, config, planned.plan, progress)
+            try:
+                return finalize(config, planned.plan, progress.summary())
+            except DamagedChunksError as err:
+                # Committed parts found damaged (truncated, lost) were un-committed by the check:
+                # translate them again now instead of failing every night until someone cleans up.
+                run_logger().warning("%s", err)
+                damaged = [c for c in planned.plan.chunks if c.id in set(err.chunk_ids)]
+                progress.redo(damaged)
+                translate_chunks(runner, damaged, config, planned.plan, progress)
+                return finalize(config, planned.plan, progress.summary())
+    finally:
+        progress.close()
 
 
-def translate_chunks(chunks: list[Chunk], config: TranslateConfig, plan: JobPlan, progress: ChunkProgress
-                     ) -> None:
-    """Run the chunks on the flow's task runner; raise the first failure once all others have finished."""
-    futures = run_chunk.map(chunks, config=unmapped(config), plan_fingerprint=unmapped(plan.fingerprint),
-                            pinned_numerics=unmapped(plan.record["numerics"]))
+def chunk_runner(config: TranslateConfig) -> TaskRunner:
+    """Where the chunks run: the Dask scheduler at ``dask_address`` or ``workers`` threads.
+
+    Chosen inside the flow, from its parameters, so that deployment runs honour them as the CLI does
+    (a flow's own task runner is fixed when it is decorated).
+    """
+    if config.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=config.dask_address)
+    return ThreadPoolTaskRunner(max_workers=config.workers or default_workers())
+
+
+def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateConfig, plan: JobPlan,
+                     progress: ChunkProgress) -> None:
+    """Run the chunks on ``runner``; raise the first failure once all others have finished."""
+    futures = runner.map(run_chunk, {"chunk": chunks, "config": unmapped(config),
+                                     "plan_fingerprint": unmapped(plan.fingerprint),
+                                     "pinned_numerics": unmapped(plan.record["numerics"])})
     errors = []
     for future in as_completed(futures):
         try:
@@ -70,14 +98,8 @@ def translate_chunks(chunks: list[Chunk], config: TranslateConfig, plan: JobPlan
 
 
 def run_translation(config: TranslateConfig) -> dict:
-    """Run the flow on the runner the config asks for: an existing Dask cluster or a thread pool."""
-    if config.dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        runner = DaskTaskRunner(address=config.dask_address)
-    else:
-        runner = ThreadPoolTaskRunner(max_workers=config.workers or default_workers())
-    return translate_flow.with_options(task_runner=runner)(config)
+    """Run the flow (the chunks on the runner the config asks for: a Dask cluster or a thread pool)."""
+    return translate_flow(config)
 
 
 if __name__ == "__main__":

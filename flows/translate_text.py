@@ -52,8 +52,12 @@ def translate_text(job: TextJob) -> dict:
         source = stack.enter_context(_open(job.input, "rb", job.storage_options, sys.stdin.buffer))
         sink = stack.enter_context(_open(job.output, "wb", job.storage_options, sys.stdout.buffer))
         bar = stack.enter_context(progress_bar(f"translating {_name(job.input)}", None, "lines", log))
+        def window_done(lines: int) -> None:  # a pipe sees each window as soon as it is translated
+            sink.flush()
+            bar.advance(lines)
+
         results = translate_stream(translator, read_lines(source, _name(job.input)), job.decode, job.window,
-                                   on_window=lambda _: sink.flush())
+                                   on_window=window_done)
         for index, translation in enumerate(results):
             entries = (nbest_lines(index, translation) if job.decode.n_best > 1
                        else [one_line(translation.text)])
@@ -61,7 +65,6 @@ def translate_text(job: TextJob) -> dict:
             statuses[translation.status] += 1
             segments += translation.segments
             lines = index + 1
-            bar.update(lines)
     seconds = time.perf_counter() - started
     return {"model": model_url, "input": job.input, "output": job.output, "lines": lines,
             "statuses": dict(sorted(statuses.items())), "failed_rows": statuses.get("failed", 0),

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import ModelConfig
 from s2s_core.registry.promotion import PromotionConfig
@@ -123,6 +124,9 @@ class TranslateConfig(Strict):
     amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
     workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
     dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
+    source_language: str = Field(DEFAULT_LANGUAGE, min_length=2,
+                                 description="source language (ISO 639 code) whose sentence rules split "
+                                             "over-long rows")
     retry_failed: bool = Field(False, description="translate the failed rows of committed chunks again "
                                                   "(rows that ran out of memory even alone)")
     output_per_version: bool = Field(
@@ -146,9 +150,9 @@ class TranslateConfig(Strict):
 
     @field_validator("decode")
     @classmethod
-    def _one_best(cls, value: DecodeConfig) -> DecodeConfig:
-        if value.n_best != 1 or value.return_attention:
-            raise ValueError("corpus translation writes the best hypothesis only: n_best must be 1")
+    def _no_attention(cls, value: DecodeConfig) -> DecodeConfig:
+        if value.return_attention:
+            raise ValueError("corpus translation writes no attention weights: return_attention must be false")
         return value
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from s2s_core.registry.registry import Champion, PromotionConflict, Registry
 from s2s_core.storage import Store
 from s2s_core.text.prepare import read_parquet
 from tasks.common import IO_RETRIES, artifact_key, run_logger
+from tasks.events import emit_promotion
 
 
 def _champion(record: dict | None) -> Champion | None:
@@ -91,6 +92,7 @@ def decide_and_record(store: str, name: str, version: str, run_id: str, champion
         try:
             record = registry.promote(version, base, reason, details, run_id=run_id)
             logger.info("promoted %s (promotion %d): %s", version, record["seq"], reason)
+            emit_promotion(store, name, record)  # automations react: translate-on-promotion
             return record
         except PromotionConflict as err:
             reason = f"{err}; the comparison was against a champion that is no longer serving"

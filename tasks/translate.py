@@ -38,15 +38,17 @@ from s2s_core.corpus.verify import MANIFEST, verify_output
 from s2s_core.device import amp_dtype, resolve_device
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.translator import Translator
-from s2s_core.registry.registry import resolve_model
+from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
+from tasks.progress import ProgressBar
 
-# One model per (package, device, amp) per worker process: a Dask worker or the flow's process
-# loads it once and every chunk it runs reuses it. The lock stops two threads loading it twice.
-_TRANSLATORS: dict[tuple[str, str, str], Translator] = {}
-_LOADS: Counter[tuple[str, str, str]] = Counter()
+# One model per (package, device, amp, source language) per worker process: a Dask worker or the
+# flow's process loads it once and every chunk it runs reuses it. The lock stops two threads loading
+# it twice.
+_TRANSLATORS: dict[tuple[str, str, str, str], Translator] = {}
+_LOADS: Counter[tuple[str, str, str, str]] = Counter()
 _LOCK = threading.Lock()
 _FREE_GPUS: queue.Queue[str] | None = None
 
@@ -81,11 +83,11 @@ def preflight(config: TranslateConfig) -> None:
 
 def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator, int]:
     """This process's translator for the config's model, and how often this process loaded it."""
-    key = (config.model, device, config.amp)
+    key = (config.model, device, config.amp, config.source_language)
     with _LOCK:
         if key not in _TRANSLATORS:
             package = load_package(config.model, device=device, storage_options=config.storage_options)
-            _TRANSLATORS[key] = package.translator(device, config.amp)
+            _TRANSLATORS[key] = package.translator(device, config.amp, language=config.source_language)
             _LOADS[key] += 1
         return _TRANSLATORS[key], _LOADS[key]
 
@@ -120,13 +122,18 @@ class PlannedTranslation:
 
 
 @task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
-def plan_translation(config: TranslateConfig) -> PlannedTranslation:
+def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
     """Plan the chunks, pin the plan in the output, and find the chunks not yet committed.
 
     A registry URL (``<store>/models/<name>``) is resolved here, once: every chunk of the run uses
-    the package that was serving when it started.
+    the package that was serving when it started. Before the registry's first promotion there is
+    nothing to translate with: None (the run is skipped, not failed).
     """
-    model_url = resolve_model(config.model, config.storage_options)
+    try:
+        model_url = resolve_model(config.model, config.storage_options)
+    except NoServingModel as err:
+        run_logger().warning("%s: skipping this run", err)
+        return None
     if config.output_per_version:
         version = model_url.rstrip("/").rsplit("/", 1)[-1]
         config = config.model_copy(update={"output": storage.join(config.output, version)})
@@ -169,7 +176,7 @@ def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str, pinn
 
         record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate,
                                  retry_failed=config.retry_failed)
-        loads = _LOADS[(config.model, device, config.amp)]
+        loads = _LOADS[(config.model, device, config.amp, config.source_language)]
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
 
@@ -190,13 +197,24 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     return summary
 
 
+def record_skip(config: TranslateConfig, reason: str) -> dict:
+    """Publish why a run translated nothing (a markdown artifact); returns the run's result."""
+    create_markdown_artifact("\n".join([
+        "# Corpus translation skipped", "", reason, "",
+        f"- model: `{config.model}`", f"- input: `{config.input}`", f"- output: `{config.output}`"]),
+        key=output_artifact_key(config.output, "skipped"), description=f"corpus translation {config.output}")
+    run_logger().warning("%s", reason)
+    return {"skipped": reason, "model": config.model, "input": config.input, "output": config.output}
+
+
 def output_artifact_key(output: str, suffix: str) -> str:
     """Outputs are URLs: name them in artifact keys by a short hash."""
     return artifact_key(f"translate-{hashlib.sha1(output.encode()).hexdigest()[:12]}", suffix)
 
 
 class ChunkProgress:
-    """Counts finished chunks, logs a progress line and updates a progress artifact."""
+    """Counts finished chunks, logs a progress line, updates a progress artifact and, on a terminal,
+    a live bar (rows, rate, ETA)."""
 
     def __init__(self, plan: JobPlan, pending: list[Chunk], output: str):
         self.logger = run_logger()
@@ -208,6 +226,12 @@ class ChunkProgress:
         self.started = time.perf_counter()
         self.artifact = create_progress_artifact(self.percent, key=output_artifact_key(output, "progress"),
                                                  description=f"chunks of {output} committed")
+        # Each finished chunk is logged anyway: the bar adds nothing off a terminal.
+        self.bar = ProgressBar(f"translating {output}", self.total_rows, "rows", self.logger, every=None)
+        self.bar.update(self.done_rows)
+
+    def close(self) -> None:
+        self.bar.close()
 
     @property
     def percent(self) -> float:
@@ -241,6 +265,7 @@ class ChunkProgress:
                          self.done_chunks, self.total_chunks, self.done_rows, self.total_rows, self.percent,
                          rate, eta)
         update_progress_artifact(self.artifact, self.percent)
+        self.bar.update(self.done_rows, description=f"chunks {self.done_chunks}/{self.total_chunks}")
 
     def summary(self) -> dict:
         """This run's share of the work and its wall-clock throughput."""

@@ -29,6 +29,23 @@ class TranslatedRow(Protocol):
     status: str
     src_tokens: Sequence[int]
     tokens: Sequence[int]
+    segments: int
+    nbest: Sequence[tuple[str, float]] | None  # a list on every row with n-best decoding, else None
+
+
+NBEST_TYPE = pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))
+
+
+def output_columns(out: Sequence[TranslatedRow]) -> dict[str, pa.Array]:
+    """The columns a part adds to its rows: translation, score, status, segments (and nbest)."""
+    columns = {"translation": pa.array([t.text for t in out], pa.string()),
+               "score": pa.array([t.score for t in out], pa.float64()),
+               "status": pa.array([t.status for t in out], pa.string()),
+               "segments": pa.array([t.segments for t in out], pa.int32())}
+    if out and out[0].nbest is not None:
+        columns["nbest"] = pa.array([[{"text": x, "score": s} for x, s in t.nbest] for t in out],
+                                    NBEST_TYPE)
+    return columns
 
 
 # Texts of a chunk (None for nulls) → one translated row per text, in order.
@@ -57,9 +74,8 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
     translate_done = time.perf_counter()
     if len(out) != table.num_rows:  # the Translator guarantees this; a part must never be short
         raise RuntimeError(f"chunk {chunk.id}: {table.num_rows} rows in, {len(out)} out")
-    table = (table.append_column("translation", pa.array([t.text for t in out], pa.string()))
-             .append_column("score", pa.array([t.score for t in out], pa.float64()))
-             .append_column("status", pa.array([t.status for t in out], pa.string())))
+    for name, column in output_columns(out).items():
+        table = table.append_column(name, column)
     part_bytes = commit.write_part(spec.output, chunk.id, table)
     finished = time.perf_counter()
     record = {"chunk": chunk.id, "file": chunk.path, "start": chunk.start, "stop": chunk.stop,
@@ -92,13 +108,12 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
     statuses = table.column("status").to_pylist()
     failed = [i for i, s in enumerate(statuses) if s == "failed"]
     out = load_translate()(table.column(spec.text_column).take(failed).to_pylist()) if failed else []
-    translations, scores = table.column("translation").to_pylist(), table.column("score").to_pylist()
-    for i, t in zip(failed, out, strict=True):
-        translations[i], scores[i], statuses[i] = t.text, t.score, t.status
-    names = table.column_names
-    table = (table.set_column(names.index("translation"), "translation", pa.array(translations, pa.string()))
-             .set_column(names.index("score"), "score", pa.array(scores, pa.float64()))
-             .set_column(names.index("status"), "status", pa.array(statuses, pa.string())))
+    for name, column in output_columns(out).items() if out else ():
+        values = table.column(name).to_pylist()
+        for i, value in zip(failed, column.to_pylist(), strict=True):
+            values[i] = value
+        table = table.set_column(table.column_names.index(name), name, pa.array(values, column.type))
+    statuses = table.column("status").to_pylist()
     part_bytes = commit.write_part(spec.output, chunk.id, table)
     still = sum(t.status == "failed" for t in out)
     record = {**marker, "part_bytes": part_bytes, "statuses": dict(Counter(statuses)),

@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from s2s_core.storage import Store
 
 DONE_DIR = "_done"
-OUTPUT_COLUMNS = ("translation", "score", "status")  # what a part adds to its input columns
+# What a part adds to its input columns (nbest only with n-best decoding); input columns may not
+# have these names.
+OUTPUT_COLUMNS = ("translation", "score", "status", "segments", "nbest")
 
 
 def part_name(chunk_id: str) -> str:

@@ -99,11 +99,13 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     seconds = {k: round(totals.seconds[k], 3) for k in SECONDS}
     model_seconds = seconds["translate"] or 1e-9
     spec.output.write_bytes(CHUNK_INDEX, index)
+    n_best = plan.record["decode"].get("n_best", 1)
+    added = [c for c in OUTPUT_COLUMNS if c != "nbest" or n_best > 1]  # nbest only with n-best search
     manifest = {
         "format": MANIFEST_FORMAT, "input": spec.input.url, "output": spec.output.url,
         "plan": plan.fingerprint, "model": plan.record["model"], "decode": plan.record["decode"],
         "numerics": plan.record.get("numerics"),
-        "columns": {"text": spec.text_column, "id": spec.id_column, "added": list(OUTPUT_COLUMNS)},
+        "columns": {"text": spec.text_column, "id": spec.id_column, "added": added},
         "chunk_rows": spec.chunk_rows, "files": len(plan.corpus.files),
         "chunks": {"count": totals.chunks, "index": CHUNK_INDEX},
         "rows_in": rows, "rows_out": totals.rows_out,

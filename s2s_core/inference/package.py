@@ -13,6 +13,7 @@ import torch
 
 from s2s_core import __version__
 from s2s_core.device import resolve_device
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
 from s2s_core.storage import Store
@@ -33,8 +34,10 @@ class ModelPackage:
     config: dict
     metrics: dict = field(default_factory=dict)
 
-    def translator(self, device: str = "auto", amp: str = "auto") -> Translator:
-        return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp)
+    def translator(self, device: str = "auto", amp: str = "auto", language: str = DEFAULT_LANGUAGE
+                   ) -> Translator:
+        """A translator on ``device``; ``language`` (the source's) picks the sentence rules."""
+        return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp, language=language)
 
 
 def _alias_names(model: Seq2Seq) -> set[str]:

@@ -1,6 +1,7 @@
-"""Translate lists of raw sentences with a trained model: one result per input row, in input order.
+"""Translate lists of raw text with a trained model: one result per input row, in input order.
 
-Handles empty and over-long input, repeated sentences (searched once), length-sorted batches and
+Handles empty input, rows of several lines and over-long lines (cut into pieces by ``segment``,
+translated apart and joined back), repeated pieces (searched once), length-sorted batches and
 batches that run out of memory (split in halves and retried; a sentence that still does is ``failed``).
 Any other error propagates.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from s2s_core.device import amp_dtype, autocast
+from s2s_core.inference.segment import DEFAULT_LANGUAGE, Segmented, SentenceSplitter, split_lines
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.batching import pad_sequences, token_batches
@@ -55,6 +57,7 @@ class Translation:
     attention: torch.Tensor | None = None  # [len(tokens) + finished, len(src_tokens)+1]
     nbest: list[tuple[str, float]] | None = None  # (text, mean log-prob), best first
     error: str | None = None
+    segments: int = 1  # pieces translated apart (lines; sentences of over-long lines); 0 when empty
 
 
 def mean_log_prob(hyp: Hypothesis) -> float:
@@ -66,23 +69,57 @@ class Translator:
     """Runs a trained model over raw text. Hypotheses do not depend on batch composition."""
 
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, device: torch.device | None = None,
-                 amp: str = "none"):
+                 amp: str = "none", language: str = DEFAULT_LANGUAGE):
         self.device = device or next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.tokenizers = tokenizers
         self.amp_dtype = amp_dtype(amp, self.device)
+        self.splitter = SentenceSplitter(language)  # the source language's sentence rules
 
     def encode_sources(self, texts: Sequence[str | None]) -> tuple[list[list[int]], list[str]]:
         """Source ids capped at the model limit (EOS excluded) and each row's status."""
+        return self._capped(self.tokenizers.src.encode([t or "" for t in texts]))
+
+    def _capped(self, ids: list[list[int]]) -> tuple[list[list[int]], list[str]]:
         limit = self.model.config.max_src_len - 1
-        ids = self.tokenizers.src.encode([t or "" for t in texts])
         statuses = ["empty" if not s else "truncated" if len(s) > limit else "ok" for s in ids]
         return [s[:limit] for s in ids], statuses
 
+    def segment(self, texts: Sequence[str | None]) -> tuple[list[Segmented], list[list[int]]]:
+        """Each row's pieces (its lines, and the sentences of a line over the model's limit) and the
+        source ids of all pieces in order, not yet capped."""
+        rows = [split_lines(t or "") for t in texts]
+        ids = self.tokenizers.src.encode([p for row in rows for p in row.pieces])
+        limit, position, out = self.model.config.max_src_len - 1, 0, []
+        for i, row in enumerate(rows):
+            pieces = ids[position:position + len(row.spans)]
+            position += len(row.spans)
+            over = [j for j, piece in enumerate(pieces) if len(piece) > limit]
+            if over:
+                rows[i] = self.splitter.split(row, over)
+                pieces = self.tokenizers.src.encode(rows[i].pieces)
+            out += pieces
+        return rows, out
+
     def translate(self, texts: Sequence[str | None], config: DecodeConfig = DecodeConfig()
                   ) -> list[Translation]:
-        """One ``Translation`` per input, in input order; never drops or reorders a row."""
-        src_ids, statuses = self.encode_sources(texts)
+        """One ``Translation`` per input, in input order; never drops or reorders a row.
+
+        A row of several lines, or a line over the model's limit, is translated piece by piece
+        (lines, then sentences: ``segment``) and joined back with the row's own whitespace; only a
+        sentence that is itself over the limit is truncated.
+        """
+        rows, ids = self.segment(texts)
+        pieces = self._translate_ids(ids, config)
+        out, position = [], 0
+        for row in rows:
+            out.append(merge(row, pieces[position:position + len(row.spans)], config))
+            position += len(row.spans)
+        return out
+
+    def _translate_ids(self, ids: list[list[int]], config: DecodeConfig) -> list[Translation]:
+        """One ``Translation`` per piece (its source ids), in order."""
+        src_ids, statuses = self._capped(ids)
         # Identical sources are translated once (corpora repeat headers, boilerplate, ...).
         unique: dict[tuple[int, ...], int] = {}
         for ids, status in zip(src_ids, statuses, strict=True):
@@ -94,13 +131,14 @@ class Translator:
         for batch in token_batches([len(s) for s in sources], budget):
             self._run_batch([sources[i] for i in batch], batch, results, config)
         out = []
+        no_alternatives = [] if config.n_best > 1 else None  # with n-best, every row has a list
         for ids, status in zip(src_ids, statuses, strict=True):
             if status == "empty":
-                out.append(Translation("", 0.0, "empty", [], []))
+                out.append(Translation("", 0.0, "empty", [], [], nbest=no_alternatives, segments=0))
                 continue
             result = results[unique[tuple(ids)]]
             if isinstance(result, str):
-                out.append(Translation("", 0.0, "failed", ids, [], error=result))
+                out.append(Translation("", 0.0, "failed", ids, [], nbest=no_alternatives, error=result))
                 continue
             best = result[0]
             texts_nbest = self.tokenizers.tgt.decode([h.tokens for h in result])
@@ -154,3 +192,34 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, torch.OutOfMemoryError):
         return True
     return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
+
+
+def merge(row: Segmented, pieces: Sequence[Translation], config: DecodeConfig) -> Translation:
+    """A row's result from its pieces' results: the texts joined into the row's layout, the score
+    averaged over target tokens, the worst status (failed, then truncated, then ok)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    no_alternatives = [] if config.n_best > 1 else None
+    if not pieces:
+        return Translation("", 0.0, "empty", [], [], nbest=no_alternatives, segments=0)
+    weights = [len(p.tokens) + 1 for p in pieces]
+    src_tokens = [tok for p in pieces for tok in p.src_tokens]
+    failed = [p for p in pieces if p.status == "failed"]
+    if failed:  # as for a single sentence: no partial text, the error says why
+        return Translation("", 0.0, "failed", src_tokens, [], nbest=no_alternatives, error=failed[0].error,
+                           segments=len(pieces))
+    status = "truncated" if any(p.status == "truncated" for p in pieces) else "ok"
+
+    def combined(choices: Sequence[tuple[str, float]]) -> tuple[str, float]:
+        score = sum(s * w for (_, s), w in zip(choices, weights, strict=True)) / sum(weights)
+        return row.join([text for text, _ in choices]), score
+
+    text, score = combined([(p.text, p.score) for p in pieces])
+    nbest = None
+    if config.n_best > 1:
+        # The row's k-th alternative joins each piece's k-th (or its last, if it has fewer).
+        alternatives = [p.nbest or [(p.text, p.score)] for p in pieces]  # an empty piece: its ""
+        nbest = [combined([a[min(k, len(a) - 1)] for a in alternatives])
+                 for k in range(max(len(a) for a in alternatives))]
+    return Translation(text, score, status, src_tokens, [tok for p in pieces for tok in p.tokens],
+                       nbest=nbest, segments=len(pieces))

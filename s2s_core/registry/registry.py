@@ -37,6 +37,10 @@ RESERVED = {PROMOTIONS, REJECTIONS, CURRENT, HISTORY}
 SEQ_DIGITS = 8
 
 
+class NoServingModel(FileNotFoundError):
+    """A registry URL names a model none of whose versions has been promoted yet."""
+
+
 class PromotionConflict(FileExistsError):
     """Another run promoted a model first: the champion this decision was based on is stale."""
 
@@ -186,5 +190,5 @@ def resolve_model(url: str, storage_options: dict[str, Any] | None = None) -> st
         return url
     champion = Registry(parent[: -len("/models")], name, opts).champion()
     if champion is None:
-        raise FileNotFoundError(f"no model has been promoted in {url} yet")
+        raise NoServingModel(f"no model has been promoted in {url} yet")
     return champion.model

@@ -9,7 +9,7 @@ import pytest
 from flows import cli
 from flows.cli import _storage_options, main
 from s2s_core import __version__
-from tests.flows.conftest import ROOT, TINY
+from tests.flows.conftest import FAST, ROOT, TINY
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -135,3 +135,15 @@ def test_the_cli_sets_the_projects_prefect_settings(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     cli.configure_logging(verbose=0, quiet=0)
     assert {name: os.environ[name] for name in cli.PREFECT_DEFAULTS} == cli.PREFECT_DEFAULTS
+
+
+def test_a_rejected_challenger_exits_4_with_the_decision_as_json(capsys, prefect_harness, tmp_path):
+    """The tiny model misses the quality gate (BLEU ≥ 5): retrain finishes, the champion (none) stays."""
+    settings = [*FAST, f"data.train={ROOT / 'examples/tiny/pairs.tsv'}", "train.max_steps=5",
+                "train.eval_every=5"]
+    overrides = [x for item in settings for x in ("--set", item)]
+    code, out, err = run_cli(capsys, "retrain", str(TINY), "--store", str(tmp_path / "store"), *overrides)
+    decision = json.loads(out)
+    assert code == cli.EXIT_REJECTED == 4
+    assert decision["decision"] == "rejected" and "quality gate" in decision["reason"]
+    assert decision["champion"] is None and "rejected: " in err

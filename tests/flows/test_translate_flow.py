@@ -302,7 +302,7 @@ def test_rows_out_of_memory_alone_are_counted_exit_3_and_retried_with_retry_fail
     assert main([*args, "--output", str(tmp_path / "clean")]) == 0
     package = load_package(trained["model"])
     small_gpu = OutOfMemoryTranslator(package.model, package.tokenizers, torch.device("cpu"))
-    monkeypatch.setitem(tasks.translate._TRANSLATORS, (trained["model"], "auto", "auto"), small_gpu)
+    monkeypatch.setitem(tasks.translate._TRANSLATORS, (trained["model"], "auto", "auto", "en"), small_gpu)
     out = tmp_path / "out"
 
     # Finished, every row out, some failed: the exit code tells a scheduler.

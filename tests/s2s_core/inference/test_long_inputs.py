@@ -1,0 +1,58 @@
+"""Rows of several lines and over-long rows are translated piece by piece and joined back."""
+
+import pytest
+
+from s2s_core.inference.translator import DecodeConfig, Translator
+
+SENTENCE = "a b c d e f g h"  # 8 tokens; the reverse model's limit is 63 source tokens
+
+
+@pytest.fixture(scope="module")
+def translator(reverse_task) -> Translator:
+    return Translator(reverse_task.model, reverse_task.tokenizers)
+
+
+def alone(translator: Translator, pieces: list[str]) -> list[str]:
+    return [t.text for t in translator.translate(pieces)]
+
+
+def test_lines_of_a_row_are_translated_apart_and_its_layout_kept(translator):
+    (t,) = translator.translate(["a b c\n\n   d e f g\r\n"])
+    assert t.text == "c b a\n\n   g f e d\r\n" and t.status == "ok" and t.segments == 2
+
+
+def test_an_over_long_row_is_split_into_sentences_not_truncated(translator):
+    # Single letters before "." read as initials ("Albert I. Jones"), so these sentences end in "!"/"?".
+    sentences = [f"{SENTENCE}!" for _ in range(6)] + ["l k j i?"] * 3
+    row = "  ".join(sentences[:5]) + " " + " ".join(sentences[5:])
+    ids = translator.tokenizers.src.encode([row])[0]
+    assert len(ids) > translator.model.config.max_src_len  # too long as a whole
+    (t,) = translator.translate([row])
+    assert t.status == "ok" and t.segments == len(sentences)
+    pieces = alone(translator, sentences)
+    assert t.text == "  ".join(pieces[:5]) + " " + " ".join(pieces[5:])
+    assert len(t.src_tokens) == sum(len(p) for p in translator.tokenizers.src.encode(sentences))
+
+
+def test_only_a_sentence_over_the_limit_is_truncated(translator):
+    long_sentence = " ".join([SENTENCE] * 10)  # one sentence, no boundary to split at
+    (t,) = translator.translate([f"{SENTENCE}! {long_sentence}"])
+    assert t.status == "truncated" and t.segments == 2
+    assert t.text.startswith(alone(translator, [f"{SENTENCE}!"])[0] + " ")
+
+
+def test_piece_results_combine_into_the_rows_score_and_n_best(translator):
+    config = DecodeConfig(beam_size=3, n_best=2)
+    (row,) = translator.translate(["a b c\nd e f"], config)
+    first, second = translator.translate(["a b c", "d e f"], config)
+    weights = [len(first.tokens) + 1, len(second.tokens) + 1]
+    assert row.score == pytest.approx((first.score * weights[0] + second.score * weights[1]) / sum(weights))
+    pairs = zip(first.nbest, second.nbest, strict=True)
+    assert [text for text, _ in row.nbest] == [f"{a}\n{b}" for (a, _), (b, _) in pairs]
+
+
+def test_rows_with_pieces_keep_input_order_among_plain_rows(translator):
+    texts = ["a b", "c d\ne f", "", "g h", " \n \n", "i j\nk l\nb a"]
+    out = translator.translate(texts, DecodeConfig(max_tokens=8))
+    assert [t.text for t in out] == ["b a", "d c\nf e", "", "h g", "", "j i\nl k\na b"]
+    assert [t.segments for t in out] == [1, 2, 0, 1, 0, 3]
