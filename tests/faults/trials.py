@@ -141,6 +141,12 @@ def _trial(tally: Tally, args: list[str], moments: tuple[Moment, ...], rng: rand
 def tiny_corpus(directory: Path, rows: int = 240, files: int = 2, row_group_size: int = 16) -> Path:
     """``rows`` verses of the tiny corpus (unique ids) over ``files`` Parquet files."""
     frame = pl.read_csv(PAIRS, separator="\t", quote_char=None).select("id", "src").head(rows)
+    return write_corpus(frame, directory, files, row_group_size)
+
+
+def write_corpus(frame: pl.DataFrame, directory: Path, files: int = 2, row_group_size: int = 16) -> Path:
+    """``frame`` split in order over ``files`` Parquet files with small row groups (many chunks)."""
+    rows = frame.height
     directory.mkdir(parents=True, exist_ok=True)
     bounds = [rows * i // files for i in range(files + 1)]
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):

@@ -20,6 +20,7 @@ from s2s_core.inference.translator import Translator
 from s2s_core.storage import Store
 from tasks.config import TranslateConfig
 from tests.faults.proxy import Faults
+from tests.faults.trials import write_corpus
 from tests.flows.conftest import ROOT, run_flow_until_killed
 
 PAIRS = ROOT / "examples/tiny/pairs.tsv"
@@ -32,13 +33,7 @@ def verses(rows: int) -> pl.DataFrame:
 
 def bible_corpus(directory: Path, rows: int, files: int = 2, row_group_size: int = 16) -> Path:
     """``rows`` Bible verses (unique ids) split over ``files`` Parquet files with small row groups."""
-    frame = verses(rows)
-    directory.mkdir(parents=True, exist_ok=True)
-    bounds = [rows * i // files for i in range(files + 1)]
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        pq.write_table(frame.slice(a, b - a).to_arrow(), directory / f"part{i}.parquet",
-                       row_group_size=row_group_size)
-    return directory
+    return write_corpus(verses(rows), directory, files, row_group_size)
 
 
 def read_output(output: str | Path, fs=None) -> pl.DataFrame:
