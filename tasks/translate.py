@@ -139,7 +139,8 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
         config = config.model_copy(update={"output": storage.join(config.output, version)})
     spec = job_spec(config)
     spec.output.check_exclusive_create()  # commit markers are only as safe as the store's conditional puts
-    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode, numerics(config))
+    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode, numerics(config),
+                    config.source_language)
     committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
     run_logger().info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "

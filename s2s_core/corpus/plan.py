@@ -23,7 +23,7 @@ from s2s_core.storage import Store
 PLAN = "_plan.json"
 PLAN_FORMAT = 2  # 2: numerics pinned
 # The plan's fields that shape the output; with the model's weights checksum, they make the fingerprint.
-SHAPING_FIELDS = ("files", "chunk_rows", "text_column", "id_column", "decode", "numerics")
+SHAPING_FIELDS = ("files", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,20 @@ def open_input(spec: JobSpec) -> Corpus:
     return corpus
 
 
-def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numerics: Numerics) -> JobPlan:
-    """Cut the corpus into chunks and pin the plan in the output; a re-run must match the pinned plan."""
+def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numerics: Numerics,
+             source_language: str = "en") -> JobPlan:
+    """Cut the corpus into chunks and pin the plan in the output; a re-run must match the pinned plan.
+
+    ``source_language`` picks the sentence rules that split over-long rows: it shapes the output too.
+    """
     corpus = open_input(spec)
     chunks = tuple(cut_chunks(corpus, spec.chunk_rows))
     record = {"format": PLAN_FORMAT, "input": spec.input.url,
               "files": [{"path": f.path, "row_groups": list(f.row_groups)} for f in corpus.files],
               "rows": corpus.rows, "chunks": len(chunks), "chunk_rows": spec.chunk_rows,
               "text_column": spec.text_column, "id_column": spec.id_column, "model": asdict(identity),
-              "decode": decode_settings(decode), "numerics": asdict(numerics)}
+              "decode": decode_settings(decode), "numerics": asdict(numerics),
+              "source_language": source_language}
     record["fingerprint"] = _fingerprint(record)
     if spec.output.exists(PLAN):
         _check_same_plan(spec.output.read_json(PLAN), record, spec.output.url)

@@ -43,3 +43,12 @@ def test_the_plan_pins_the_numerics_and_refuses_a_resume_on_other_hardware(tmp_p
         with pytest.raises(PlanMismatchError, match=r"different numerics \(pinned .*'cpu'.*, now"):
             plan_job(spec, MODEL, DECODE, other)
     assert plan_job(spec, MODEL, DECODE, NUMERICS).fingerprint == plan.fingerprint
+
+
+def test_the_plan_pins_the_source_language_of_sentence_splitting(tmp_path):
+    spec = job(reverse_corpus(tmp_path, sizes=(30,)), tmp_path / "out", chunk_rows=10)
+    plan = plan_job(spec, MODEL, DECODE, NUMERICS, "es")
+    assert plan.record["source_language"] == "es"
+    with pytest.raises(PlanMismatchError, match="different source_language"):
+        plan_job(spec, MODEL, DECODE, NUMERICS, "en")
+    assert plan_job(spec, MODEL, DECODE, NUMERICS, "es").fingerprint == plan.fingerprint
