@@ -78,6 +78,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     Everything else is a bug or an unexpected failure and keeps its traceback. Imported here, on
     the error path, so that ``--help`` stays free of torch and Prefect.
     """
+    from s2s_core.corpus.memory import MemoryMismatchError
     from s2s_core.corpus.plan import PlanMismatchError
     from s2s_core.errors import InputDataError
     from s2s_core.inference.package import PackageError
@@ -86,7 +87,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tasks.config import ConfigError
 
     return (ConfigError, PackageError, PlanMismatchError, InputDataError, ExclusiveCreateUnsupported,
-            ResumeMismatchError,
+            ResumeMismatchError, MemoryMismatchError,
             FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
@@ -236,8 +237,10 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
         "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
         "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
-        "retry_failed": args.retry_failed, "source_language": args.src_lang, "storage_options": options})
-    for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output")):
+        "retry_failed": args.retry_failed, "source_language": args.src_lang, "storage_options": options,
+        "use_memory": not args.no_memory, "memory": args.memory})
+    for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output"),
+                      *(((config.memory_url, "memory"),) if config.memory_url else ())):
         _check_url(url, what, **options)
     from tasks.translate import preflight
 
@@ -333,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 Text: one output line per input line, empty lines kept, streamed a window of lines at a time, no
 Prefect server involved. Parquet: every row becomes one output row (columns translation, score,
-status, segments; nbest with --n-best > 1) in <output>/part-*.parquet, verified by manifest.json.
+status, segments; nbest with --n-best > 1) in <output>/part-*.parquet, verified by manifest.json
+and listed in input order by <output>/_chunks.parquet; a re-run translates only new or changed files.
 Rows of several lines and lines over the model's length limit are translated sentence by sentence
 and joined back with their own whitespace.""")
     tr.add_argument("--model", required=True,
@@ -360,6 +364,13 @@ and joined back with their own whitespace.""")
     tr.add_argument("--retry-failed", action="store_true",
                     help="Parquet: translate again the rows of committed chunks whose status is failed "
                          "(out of memory even alone), e.g. on a bigger GPU; exit code 3 while any remain")
+    memory = tr.add_mutually_exclusive_group()
+    memory.add_argument("--memory", metavar="URL",
+                        help="Parquet: translation memory (sentences a model translated before are not "
+                             "translated again; shared by all outputs, namespaced by model and settings); "
+                             "default: _memory next to --output")
+    memory.add_argument("--no-memory", action="store_true",
+                        help="Parquet: neither read nor write the translation memory")
     runner = tr.add_mutually_exclusive_group()
     runner.add_argument("--workers", type=int, metavar="N",
                         help="Parquet: thread-pool workers (default: one per GPU, else few)")

@@ -35,7 +35,7 @@ class TextJob:
     output: str = STDIO
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     device: str = "auto"
-    language: str = "en"
+    language: str | None = None  # None: the source language the package records
     window: int = WINDOW
     storage_options: dict[str, Any] = field(default_factory=dict)
 
@@ -46,6 +46,7 @@ def translate_text(job: TextJob) -> dict:
     package = load_package(model_url, device=job.device, storage_options=job.storage_options)
     translator = package.translator(job.device, language=job.language)
     statuses: Counter[str] = Counter()
+    flags: Counter[str] = Counter()  # quality flags are counted in the summary; the text stays plain
     lines = segments = 0
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -63,11 +64,13 @@ def translate_text(job: TextJob) -> dict:
                        else [one_line(translation.text)])
             sink.write("".join(f"{entry}\n" for entry in entries).encode("utf-8"))
             statuses[translation.status] += 1
+            flags.update(translation.flags)
             segments += translation.segments
             lines = index + 1
     seconds = time.perf_counter() - started
     return {"model": model_url, "input": job.input, "output": job.output, "lines": lines,
             "statuses": dict(sorted(statuses.items())), "failed_rows": statuses.get("failed", 0),
+            "flags": dict(sorted(flags.items())),
             "segments": segments, "seconds": round(seconds, 3),
             "lines_per_second": round(lines / seconds, 2) if seconds else 0.0}
 

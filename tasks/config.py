@@ -53,6 +53,10 @@ class DataSection(Strict):
     test: dict[str, str] = Field(default_factory=dict,
                                  description="named test sets; split off `train` when empty")
     prepare: PrepareConfig = PrepareConfig()
+    source_language: str = Field(DEFAULT_LANGUAGE, min_length=2,
+                                 description="source language (ISO 639 code): its sentence rules split "
+                                             "over-long inputs in validation, evaluation and (as the "
+                                             "package's default) translation")
 
 
 class EvaluateSection(Strict):
@@ -133,8 +137,13 @@ class TranslateConfig(Strict):
         False, description="write under <output>/<model version>/: for schedules that follow the "
                            "serving model, so a promotion starts a new output instead of clashing "
                            "with the pinned plan of the old one")
+    use_memory: bool = Field(True, description="take translations from the translation memory and add "
+                                                "new ones to it (false: --no-memory)")
+    memory: str | None = Field(None, description="translation memory URL, shared by all outputs and models "
+                                                 "(namespaced); default: <output's parent>/_memory")
     storage_options: dict[str, Any] = Field(default_factory=dict,
-                                            description="fsspec options for model, input and output URLs")
+                                            description="fsspec options for model, input, output and "
+                                                        "memory URLs")
 
     @field_validator("output")
     @classmethod
@@ -142,6 +151,28 @@ class TranslateConfig(Strict):
         if not value.strip().rstrip("/"):
             raise ValueError("output must be a directory path or URL")
         return value.rstrip("/")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_directory(cls, value: str | None) -> str | None:
+        return value.rstrip("/") or None if value and value.strip() else None
+
+    @property
+    def memory_url(self) -> str | None:
+        """Where the translation memory lives (None with ``use_memory`` off).
+
+        By default next to the output, so the outputs of one folder (and ``output_per_version``'s
+        versions, which live under ``output``) share it; at the root of a bucket, inside the output.
+        """
+        if not self.use_memory:
+            return None
+        if self.memory:
+            return self.memory
+        scheme, sep, path = self.output.rpartition("://")
+        parent, slash, _ = path.rpartition("/")
+        if not slash:  # s3://bucket has no parent; a relative local name's is the working directory
+            return f"{self.output}/_memory" if sep else "_memory"
+        return f"{scheme}{sep}{parent}/_memory"
 
     @field_validator("id_column")
     @classmethod

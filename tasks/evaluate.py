@@ -12,10 +12,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from s2s_core.evaluation.report import (
     attention_heatmap_png,
+    flag_quality,
     render_markdown,
     score_with_ci,
     training_curve_png,
 )
+from s2s_core.inference.flags import FLAGS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.textfile import translate_stream
 from s2s_core.storage import Store
@@ -70,12 +72,14 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
         statuses.update(counts)
         report["test_sets"][name] = {
             "source": url, "rows": len(out), "scores": scores, "decode": asdict(settings.decode),
-            "statuses": dict(counts),
+            "statuses": dict(counts), "flags": flag_quality([t.flags for t in out], hyps, refs, FLAGS),
             "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in
                          list(zip(sources, refs, hyps, strict=True))[: settings.examples]],
         }
         write_parquet(frame.with_columns(pl.Series("hyp", hyps), pl.Series("score", [t.score for t in out]),
-                                         pl.Series("status", [t.status for t in out])),
+                                         pl.Series("status", [t.status for t in out]),
+                                         pl.Series("flags", [list(t.flags) for t in out],
+                                                   pl.List(pl.String))),
                       reports.url_of(f"{name}.translations.parquet"), opts)
         logger.info("%s (%d sentences): %s", name, len(out),
                     ", ".join(f"{m.upper()} {s['score']:.2f}" for m, s in scores.items()))

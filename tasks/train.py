@@ -155,7 +155,8 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
     """Train (or resume) and write the model package with the best dev-BLEU weights."""
     job = TrainingJob(model=config.model.to_dict(), train=asdict(config.train), tokenizer_url=tokenizer_url,
                       train_url=data["train"], dev_url=data["dev"], checkpoint_dir=layout.checkpoints,
-                      logs_dir=layout.logs, storage_options=config.storage_options)
+                      logs_dir=layout.logs, storage_options=config.storage_options,
+                      source_language=config.data.source_language)
     progress = TrainProgress(config.train, layout.run_id)
     try:
         if config.distributed.processes > 1:
@@ -180,7 +181,8 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
     url = model_url(config.store, config.name, config.resolved_version)
     save_package(url, model, tokenizers, weights=weights, storage_options=opts,
                  metrics={"history": last["history"], "state": state, "prepare": data.get("report", {})},
-                 extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id})
+                 extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id,
+                        "source_language": config.data.source_language})
     run_logger().info("model package written to %s", url)
     return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
             "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from}

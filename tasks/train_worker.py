@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from s2s_core.inference.package import load_tokenizers
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
 from s2s_core.storage import Store
 from s2s_core.text.prepare import read_parquet
@@ -43,6 +44,7 @@ class TrainingJob:
     checkpoint_dir: str
     logs_dir: str  # the history goes to train.jsonl in it
     storage_options: dict[str, Any] = field(default_factory=dict)
+    source_language: str = DEFAULT_LANGUAGE  # sentence rules for over-long dev inputs
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,7 +71,7 @@ def run_job(job: TrainingJob, on_event: Callable[[str, dict], None],
                        "rnn_type": model_config.rnn_type, "attention": model_config.attention})
     trainer = Trainer(model, tokenizers, train_config, examples, dev["src"].to_list(), dev["tgt"].to_list(),
                       checkpoints=Store(job.checkpoint_dir, opts), on_event=on_event, group=group,
-                      logs=Store(job.logs_dir, opts))
+                      logs=Store(job.logs_dir, opts), source_language=job.source_language)
     return trainer.fit(resume=True)
 
 

@@ -7,6 +7,8 @@ The work itself is in ``s2s_core.corpus``. This layer resolves the model, builds
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import os
 import queue
 import threading
@@ -21,21 +23,25 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
-from s2s_core import storage
+from s2s_core import __version__, storage
 from s2s_core.corpus.chunk import Translate, translate_chunk
-from s2s_core.corpus.commit import committed_ids, read_markers
+from s2s_core.corpus.commit import OUTPUT_COLUMNS, committed_ids, read_markers
 from s2s_core.corpus.files import Chunk
+from s2s_core.corpus.memory import TranslationMemory, open_memory
 from s2s_core.corpus.plan import (
     JobPlan,
     JobSpec,
     ModelIdentity,
     Numerics,
     PlanMismatchError,
+    decode_settings,
+    input_changes,
     open_input,
     plan_job,
 )
-from s2s_core.corpus.verify import MANIFEST, verify_output
+from s2s_core.corpus.verify import MANIFEST, remove_stale, verify_output
 from s2s_core.device import amp_dtype, resolve_device
+from s2s_core.inference.flags import DEFAULT_THRESHOLDS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
@@ -51,6 +57,9 @@ _TRANSLATORS: dict[tuple[str, str, str, str], Translator] = {}
 _LOADS: Counter[tuple[str, str, str, str]] = Counter()
 _LOCK = threading.Lock()
 _FREE_GPUS: queue.Queue[str] | None = None
+# Translation memory handles, one per (memory, model, settings): namespaces are opened once per process.
+_MEMORIES: dict[tuple, TranslationMemory] = {}
+_MEMORY_LOCK = threading.Lock()
 
 
 def job_spec(config: TranslateConfig) -> JobSpec:
@@ -92,6 +101,43 @@ def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator,
         return _TRANSLATORS[key], _LOADS[key]
 
 
+def memory_keys(config: TranslateConfig, pinned_numerics: dict) -> dict:
+    """What a translation memory namespace is keyed by: everything that shapes a part row but its text.
+
+    The package's files (weights and tokenizers, by checksum) and model config, the plan's numerics,
+    the search settings, the source language (sentence rules), the columns a part gets, the quality
+    flags' thresholds, and the versions of the code that cuts and tokenizes rows (s2s major.minor:
+    patch releases do not change translations; a release that does starts new namespaces, and the
+    old ones can be deleted). Torch's version is not in it, as it is not in the plan.
+    """
+    package = read_package_config(config.model, config.storage_options)
+    files = {name: f["sha256"] for name, f in sorted(package["files"].items()) if name != "metrics.json"}
+    return {"model": {"files": files, "config": package["model"], "tokenizer": package["tokenizer"]},
+            "numerics": pinned_numerics, "decode": decode_settings(config.decode),
+            "source_language": config.source_language, "columns": list(OUTPUT_COLUMNS),
+            "flag_thresholds": asdict(DEFAULT_THRESHOLDS),  # what the translator flags rows with
+            "code": {"s2s": ".".join(__version__.split(".")[:2]),
+                     "sentencepiece": _version("sentencepiece"), "sentencex": _version("sentencex")}}
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def translation_memory(config: TranslateConfig, pinned_numerics: dict) -> TranslationMemory:
+    """This process's handle on the memory namespace of the config's model and settings (opened once)."""
+    key = (config.memory_url, config.model, json.dumps(pinned_numerics, sort_keys=True),
+           json.dumps(decode_settings(config.decode), sort_keys=True), config.source_language)
+    with _MEMORY_LOCK:
+        if key not in _MEMORIES:
+            store = Store(config.memory_url, config.storage_options)
+            _MEMORIES[key] = open_memory(store, memory_keys(config, pinned_numerics))
+        return _MEMORIES[key]
+
+
 @contextmanager
 def leased_device(requested: str) -> Iterator[str]:
     """With ``auto`` and several GPUs, each concurrently running chunk holds a GPU of its own."""
@@ -123,7 +169,8 @@ class PlannedTranslation:
 
 @task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
 def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
-    """Plan the chunks, pin the plan in the output, and find the chunks not yet committed.
+    """Pin the job's settings in the output, list the input, cut the chunks and find those not yet
+    committed (files unchanged since the last verified run keep their committed chunks).
 
     A registry URL (``<store>/models/<name>``) is resolved here, once: every chunk of the run uses
     the package that was serving when it started. Before the registry's first promotion there is
@@ -143,13 +190,22 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
                     config.source_language)
     committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
-    run_logger().info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "
-                      "%d to translate", config.input, plan.corpus.rows, len(plan.corpus.files),
-                      len(plan.chunks), config.chunk_rows, len(plan.chunks) - len(pending), len(pending))
+    logger = run_logger()
+    logger.info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "
+                "%d to translate", config.input, plan.corpus.rows, len(plan.corpus.files),
+                len(plan.chunks), config.chunk_rows, len(plan.chunks) - len(pending), len(pending))
+    if plan.previous is not None:
+        changes = input_changes(plan)
+        files = changes["files"]
+        logger.info("since the last verified run (%s): %d file(s) added (%d rows), %d reused (%d rows), "
+                    "%d removed (%d rows); rewritten: %s", changes["since"], len(files["added"]),
+                    changes["rows"]["added"], files["reused"], changes["rows"]["reused"],
+                    len(files["removed"]), changes["rows"]["removed"], files["rewritten"][:5] or "none")
     if config.retry_failed:
         retry = with_failed_rows(spec, [c for c in plan.chunks if c.id in committed])
-        run_logger().info("--retry-failed: %d committed chunk(s) hold failed rows", len(retry))
-        pending = sorted([*pending, *retry], key=lambda c: c.id)
+        logger.info("--retry-failed: %d committed chunk(s) hold failed rows", len(retry))
+        order = {c.id: i for i, c in enumerate(plan.chunks)}  # ids do not sort in corpus order
+        pending = sorted([*pending, *retry], key=lambda c: order[c.id])
     return PlannedTranslation(plan, pending, model_url, config.output)
 
 
@@ -175,19 +231,26 @@ def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str, pinn
             translator = cached_translator(config, device)[0]
             return lambda texts: translator.translate(texts, config.decode)
 
+        memory = translation_memory(config, pinned_numerics) if config.use_memory else None
         record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate,
-                                 retry_failed=config.retry_failed)
+                                 retry_failed=config.retry_failed, memory=memory)
         loads = _LOADS[(config.model, device, config.amp, config.source_language)]
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
 
 @task(name="finalize", **IO_RETRIES, cache_policy=NONE)
 def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
-    """Verify every row is in the output exactly once and write ``manifest.json``."""
+    """Verify every row is in the output exactly once, write ``manifest.json``, then remove the stale
+    chunks (of files removed or rewritten since the last run) that it no longer lists."""
     spec = job_spec(config)
     manifest = verify_output(spec, plan, this_run)
-    summary = {**manifest, "manifest": spec.output.url_of(MANIFEST)}
+    stale = remove_stale(spec, plan, manifest)
+    # The input-file table is for the next run, not for a summary (thousands of files).
+    summary = {**{k: v for k, v in manifest.items() if k not in ("inputs", "schema")},
+               "manifest": spec.output.url_of(MANIFEST), "stale_removed": stale}
     logger = run_logger()
+    if stale.get("markers") or stale.get("parts") or stale.get("skipped"):
+        logger.info("stale chunks removed: %s", stale)
     logger.info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
                 manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
     if manifest["failed_rows"]:
@@ -224,6 +287,7 @@ class ChunkProgress:
         self.done_chunks, self.done_rows = self.skipped, self.total_rows - sum(c.rows for c in pending)
         self.translated = self.rows = self.model_seconds = self.retried_rows = self.retried_chunks = 0
         self.workers: dict[str, dict] = {}
+        self.memory: Counter[str] = Counter()  # translation memory hits/misses/written of this run
         self.started = time.perf_counter()
         self.artifact = create_progress_artifact(self.percent, key=output_artifact_key(output, "progress"),
                                                  description=f"chunks of {output} committed")
@@ -256,15 +320,19 @@ class ChunkProgress:
             self.translated += 1
             self.rows += record["rows_in"]
             self.model_seconds += record["seconds"]["translate"]
+        if not record["skipped"]:
+            self.memory.update(record.get("retried", record).get("memory") or {})
         worker = self.workers.setdefault(str(record["worker_pid"]), {"chunks": 0, "model_loads": 0})
         worker["chunks"] += 1
         worker["model_loads"] = max(worker["model_loads"], record["model_loads"])
         elapsed = time.perf_counter() - self.started
         rate = self.rows / elapsed if elapsed else 0.0
         eta = (self.total_rows - self.done_rows) / rate if rate else float("nan")
-        self.logger.info("chunks %d/%d, rows %d/%d (%.1f%%), %.1f rows/s, eta %.0f s",
+        looked_up = self.memory["hits"] + self.memory["misses"]
+        hit_rate = f", memory hits {100 * self.memory['hits'] / looked_up:.1f}%" if looked_up else ""
+        self.logger.info("chunks %d/%d, rows %d/%d (%.1f%%), %.1f rows/s, eta %.0f s%s",
                          self.done_chunks, self.total_chunks, self.done_rows, self.total_rows, self.percent,
-                         rate, eta)
+                         rate, eta, hit_rate)
         update_progress_artifact(self.artifact, self.percent)
         self.bar.update(self.done_rows, description=f"chunks {self.done_chunks}/{self.total_chunks}")
 
@@ -275,7 +343,8 @@ class ChunkProgress:
                 "chunks_retried": self.retried_chunks, "rows_retried": self.retried_rows,
                 "rows_translated": self.rows, "wall_seconds": round(wall, 3),
                 "rows_per_second": round(self.rows / wall, 2) if wall else 0.0,
-                "model_seconds": round(self.model_seconds, 3), "workers": self.workers}
+                "model_seconds": round(self.model_seconds, 3), "workers": self.workers,
+                **({"memory": dict(self.memory)} if self.memory else {})}
 
 
 def _statuses(counts: dict) -> str:
@@ -290,6 +359,7 @@ def _markdown(summary: dict) -> str:
         f"- rows in: {summary['rows_in']}, rows out: {summary['rows_out']} "
         f"({_statuses(summary['statuses'])}); failed rows: {summary['failed_rows']}",
         f"- ids: {summary['ids']}",
+        f"- since the last run: rows {summary['changes']['rows']}, chunks {summary['changes']['chunks']}",
         f"- decode: {summary['decode']}",
         f"- this run: {run.get('chunks_translated', 0)} chunks translated, {run.get('chunks_skipped', 0)} "
         f"skipped, {run.get('rows_per_second', 0)} rows/s",

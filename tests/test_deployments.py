@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
 DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
 PREFECT_YAML_NAMES = {d["name"]: d["parameters"]["config"].get("name") for d in PREFECT_YAML["deployments"]}
-PARAMETER_TYPES = {"flows/retrain.py:retrain_flow": PipelineConfig,
-                   "flows/translate.py:translate_flow": TranslateConfig}
+PARAMETER_TYPES = {"flows.retrain:retrain_flow": PipelineConfig,
+                   "flows.translate:translate_flow": TranslateConfig}
 
 
 def test_prefect_yaml_has_the_expected_deployments_in_prefects_own_format():
@@ -51,7 +51,7 @@ def test_parameters_validate_against_the_flows_parameter_schema(name, monkeypatc
 
 def test_a_bad_parameter_is_refused_by_the_schema(monkeypatch):
     monkeypatch.chdir(ROOT)
-    flow = load_flow_from_entrypoint("flows/retrain.py:retrain_flow")
+    flow = load_flow_from_entrypoint("flows.retrain:retrain_flow")
     bad = yaml.safe_load(yaml.safe_dump(DEPLOYMENTS["retrain-weekly"]["parameters"]))
     bad["config"]["promotion"]["alpha"] = 2
     with pytest.raises(Exception, match="alpha must be in"):

@@ -18,7 +18,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
+import yaml
 
 from tasks.events import MODEL_PROMOTED, model_resource
 from tests.flows.conftest import ROOT, tiny_config
@@ -117,33 +119,84 @@ def run_deployment(server: dict, name: str, parameters: dict, timeout: int = 300
     return out
 
 
-def test_retrain_and_translate_deployments_run_on_a_real_server(server, tmp_path):
+def deployments_for(tmp_path: Path, corpus: Path) -> Path:
+    """The repository's prefect.yaml with its translation settings pointed at throw-away paths.
+
+    Everything else (deployments, schedules, the trigger) is the file users deploy. The translation
+    settings are one YAML anchor, so changing it changes every deployment that uses it.
+    """
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    spec["definitions"]["translate_config"].update(
+        model=str(tmp_path / "store/models/bible-es-en"), input=str(corpus),
+        output=str(tmp_path / "translations"), decode={"beam_size": 2, "max_len_extra": 5})
+    path = tmp_path / "prefect.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def flow_runs(server: dict, deployment: str) -> list[dict]:
+    """The flow runs of a deployment (by name), newest first."""
+    (found,) = [d for d in api(server, "/deployments/filter", {}) if d["name"] == deployment]
+    return api(server, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [found["id"]]}},
+                                             "sort": "EXPECTED_START_TIME_DESC"})
+
+
+def wait_for_completed_run(server: dict, deployment: str, timeout: float = 300) -> dict:
+    """The first flow run of ``deployment`` once it is Completed (fails fast if it fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = flow_runs(server, deployment)
+        if runs and runs[0]["state_type"] in ("FAILED", "CRASHED", "CANCELLED"):
+            raise AssertionError(f"{deployment} run ended {runs[0]['state_type']}")
+        if runs and runs[0]["state_type"] == "COMPLETED":
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no completed run of {deployment} within {timeout:.0f} s")
+
+
+def test_retrain_and_translate_deployments_run_on_a_real_server(server, tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
     store = tmp_path / "store"
+    corpus = tmp_path / "corpus.parquet"
+    pl.read_csv(ROOT / "examples/tiny/pairs.tsv", separator="\t", quote_char=None).head(40) \
+        .select("id", "src").write_parquet(corpus)
     prefect(server, "work-pool", "create", "s2s", "--type", "process")
-    deployed = prefect(server, "--no-prompt", "deploy", "--all")
+    deployed = prefect(server, "--no-prompt", "deploy", "--all", "--prefect-file",
+                       str(deployments_for(tmp_path, corpus)))
     assert all(name in deployed for name in ("retrain-weekly", "translate-nightly", "translate-on-promotion"))
     # The trigger became an automation that runs translate-on-promotion on the promotion event.
     (automation,) = api(server, "/automations/filter", {})
     assert automation["trigger"]["expect"] == [MODEL_PROMOTED]
     assert automation["trigger"]["match"] == {"prefect.resource.id": "s2s.model.bible-es-en"}
     assert [a["type"] for a in automation["actions"]] == ["run-deployment"]
+    assert not flow_runs(server, "translate-on-promotion")
     server["start"]([PREFECT, "worker", "start", "--pool", "s2s"], "worker.log")
 
-    # The tiny config in place of the Bible one; quality gate off so the first model is promoted.
-    config = tiny_config(str(store), ["promotion.min_bleu=0", "promotion.min_chrf=0",
+    # The tiny config under the Bible model's name; quality gate off so the first model is promoted.
+    config = tiny_config(str(store), ["name=bible-es-en", "promotion.min_bleu=0", "promotion.min_chrf=0",
                                       "promotion.n_bootstrap=50"])
     run_deployment(server, "s2s-retrain/retrain-weekly", {"config": config.model_dump(mode="json")})
-    current = json.loads((store / "models/tiny/current").read_text())
+    current = json.loads((store / "models/bible-es-en/current").read_text())
     assert current["decision"] == "promoted" and Path(current["model"], "config.json").exists()
     (event,) = promotion_events(server)
-    assert event["resource"]["prefect.resource.id"] == model_resource("tiny")["prefect.resource.id"]
+    assert event["resource"]["prefect.resource.id"] == model_resource("bible-es-en")["prefect.resource.id"]
     assert event["payload"]["version"] == current["version"]
 
-    # The deployment's own config, with the fields that differ overridden (as the README shows).
-    (test_split,) = store.glob("runs/*/data/test.parquet")
-    run_deployment(server, "s2s-translate/translate-nightly", {"overrides": [
-        f"model={store / 'models/tiny'}", f"input={test_split}", f"output={tmp_path / 'out'}",
-        "decode.beam_size=2"]})
-    manifest = json.loads((tmp_path / "out" / current["version"] / "manifest.json").read_text())
+    # The promotion alone starts translate-on-promotion, with the model that was just promoted.
+    wait_for_completed_run(server, "translate-on-promotion")
+    manifest = json.loads((tmp_path / "translations" / current["version"] / "manifest.json").read_text())
     assert manifest["rows_in"] == manifest["rows_out"] == 40
     assert manifest["model"]["version"] == current["version"]
+
+    # A deployment run with overridden fields (as the README shows), its chunks on a Dask cluster.
+    # Dask workers inherit this environment: that is how their task runs reach the server.
+    monkeypatch.setenv("PREFECT_API_URL", server["env"]["PREFECT_API_URL"])
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            (dask_worker,) = client.run(os.getpid).values()
+        run_deployment(server, "s2s-translate/translate-nightly", {"overrides": [
+            f"output={tmp_path / 'nightly'}", "chunk_rows=10", f"dask_address={cluster.scheduler_address}"]})
+    nightly = json.loads((tmp_path / "nightly" / current["version"] / "manifest.json").read_text())
+    assert nightly["rows_out"] == 40 and nightly["chunks"]["count"] == 4
+    assert list(nightly["this_run"]["workers"]) == [str(dask_worker)]  # every chunk ran on the Dask worker

@@ -27,7 +27,7 @@ from s2s_core.storage import Store
 DONE_DIR = "_done"
 # What a part adds to its input columns (nbest only with n-best decoding); input columns may not
 # have these names.
-OUTPUT_COLUMNS = ("translation", "score", "status", "segments", "nbest")
+OUTPUT_COLUMNS = ("translation", "score", "status", "segments", "flags", "nbest")
 
 
 def part_name(chunk_id: str) -> str:

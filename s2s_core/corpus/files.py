@@ -1,18 +1,26 @@
-"""Parquet corpora on any fsspec URL: find the files, cut them into chunks, read a chunk.
+"""Parquet corpora on any fsspec URL: find the files, fingerprint them, cut them into chunks, read a chunk.
 
 A corpus is one Parquet file, a directory (or prefix) of Parquet files, or a glob, named by the
-input ``Store``'s URL. Files are taken in sorted path order and each is cut into chunks of about
-``chunk_rows`` rows along its row groups, so a chunk reads only the row groups it covers. Chunk ids
-encode the file's index and the chunk's row range (``00003-0000012000-0000014000``): the same input
-and ``chunk_rows`` always give the same ids, which is what lets a re-run recognise the chunks an
-earlier run committed.
+input ``Store``'s URL. Files are taken in sorted path order (the corpus row order) and each is cut
+into chunks of about ``chunk_rows`` rows along its row groups, so a chunk reads only the row groups
+it covers.
+
+Chunk ids are content-addressed: ``<key>-<start>-<stop>`` where ``key`` is a short hash of the file's
+path relative to the input and its fingerprint (size + a checksum, see ``fingerprint``). An
+untouched file keeps its chunk ids from run to run (its committed chunks are reused), a rewritten or
+renamed file gets new ones (translated again), and a run from scratch over the same input names
+exactly the same chunks. Ids therefore do not sort in corpus order: the plan's chunk list does.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import posixpath
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,18 +31,44 @@ from s2s_core.storage import Store
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 READ_BATCH_ROWS = 8192  # rows decoded at a time while slicing a chunk out of its row groups
+HASH_BLOCK = 4 << 20  # bytes read at a time while hashing a file's content
+# Checksums a store reports in ``info()``, best first: content digests (gcsfs ``md5Hash``, adlfs
+# ``content_settings.content_md5``), then entity tags (s3fs ``ETag``: the MD5 of a single-part upload,
+# a new value for every new upload; gcsfs/adlfs ``etag``), then gcsfs's 32-bit ``crc32c``.
+CHECKSUM_KEYS = ("md5Hash", "content_md5", "ContentMD5", "ETag", "etag", "crc32c")
+# A recorded content hash is reused only for a file whose size and mtime are unchanged AND whose mtime
+# is this much older than the moment it was hashed: a file rewritten within the same mtime tick as its
+# hashing (coarse-mtime filesystems) would otherwise keep a stale hash (git's "racy clean" problem).
+RACY_SECONDS = 2.0
+KEY_HEX = 16  # hex digits of a file key: 64 bits
 
 
 @dataclass(frozen=True)
 class InputFile:
-    """One Parquet file of the corpus: its path inside the filesystem and its row-group sizes."""
+    """One Parquet file of the corpus: where it is, what it holds (fingerprint) and its row groups."""
 
-    path: str
+    path: str  # inside the filesystem
+    name: str  # relative to the input (what the chunk ids hash, with the fingerprint)
+    fingerprint: str  # "<size>:<checksum kind>:<value>"
     row_groups: tuple[int, ...]
+    size: int
+    mtime: float | None = None  # local-style filesystems: for the quick check of the next run
+    hashed_at: float | None = None  # when its content hash was computed (None: a store checksum)
 
     @property
     def rows(self) -> int:
         return sum(self.row_groups)
+
+    @property
+    def key(self) -> str:
+        """Short hash of (relative path, fingerprint): the chunk-id prefix of this file's chunks."""
+        return file_key(self.name, self.fingerprint)
+
+    def record(self) -> dict:
+        """What the manifest records of the file (and the next run reads back: ``from_record``)."""
+        return {"path": self.name, "key": self.key, "fingerprint": self.fingerprint, "rows": self.rows,
+                "size": self.size, "row_groups": list(self.row_groups), "mtime": self.mtime,
+                "hashed_at": self.hashed_at}
 
 
 @dataclass(frozen=True)
@@ -65,48 +99,134 @@ class Corpus:
         return sum(f.rows for f in self.files)
 
 
+def file_key(name: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"{name}\0{fingerprint}".encode()).hexdigest()[:KEY_HEX]
+
+
 def _is_data_file(path: str) -> bool:
     # Hidden and underscore names are Spark/Hive side files (_SUCCESS, _metadata, .tmp-...).
     name = posixpath.basename(path)
     return name.lower().endswith(PARQUET_SUFFIXES) and not name.startswith(("_", "."))
 
 
-def list_parquet_files(input: Store) -> list[str]:
-    """Paths (inside the filesystem) of the Parquet files the input names, sorted; never empty."""
+def list_parquet_files(input: Store) -> tuple[str, dict[str, dict]]:
+    """The input's root folder and ``{path: info}`` of its Parquet files, sorted; never empty.
+
+    One listing gives every file's size and checksum (s3fs, gcsfs and adlfs listings carry them):
+    no request per file.
+    """
     fs, path = input.fs, input.path()
     input.refresh()  # s3fs caches listings: another process may have just written the input
     if has_magic(path):
-        paths = [p for p in fs.glob(path) if fs.isfile(p)]
+        root = path[: min(path.find(c) for c in "*?[" if c in path)].rpartition("/")[0]
+        infos = {p: i for p, i in fs.glob(path, detail=True).items() if i.get("type") == "file"}
     elif fs.isdir(path):
-        paths = [p for p in fs.find(path) if _is_data_file(p)]
+        root = path
+        infos = {p: i for p, i in fs.find(path, detail=True).items() if _is_data_file(p)}
     elif fs.isfile(path):
-        return [path]
+        root, infos = posixpath.dirname(path), {path: fs.info(path)}
     else:
         raise FileNotFoundError(f"input not found: {input.url}")
-    if not paths:
+    if not infos:
         raise FileNotFoundError(f"no Parquet files in input {input.url}")
-    return sorted(paths)
+    return root, dict(sorted(infos.items()))
 
 
-def open_corpus(input: Store) -> Corpus:
-    """Read every file's footer; all files must share one schema (the parts will, too)."""
-    files, schema = [], None
-    for path in list_parquet_files(input):
-        try:
-            with input.fs.open(path, "rb") as f:
-                meta = pq.ParquetFile(f).metadata
-                file_schema = meta.schema.to_arrow_schema()
-        except (pa.ArrowInvalid, OSError) as err:
-            if isinstance(err, FileNotFoundError):
-                raise
-            raise InputDataError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
-        if schema is None:
-            schema = file_schema
-        elif not file_schema.equals(schema, check_metadata=False):
-            raise InputDataError(f"input files have different schemas: {input.describe(path)} has "
-                             f"{_describe(file_schema)}, the first file {_describe(schema)}")
-        files.append(InputFile(path, tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))))
+def relative_name(root: str, path: str) -> str:
+    return path[len(root):].lstrip("/") if root and path.startswith(root.rstrip("/") + "/") else path
+
+
+def store_checksum(info: dict[str, Any]) -> tuple[str, str] | None:
+    """The best checksum the store reports for an object (``CHECKSUM_KEYS``), or None."""
+    nested = info.get("content_settings")
+    for key in CHECKSUM_KEYS:
+        value = info.get(key)
+        if not value and isinstance(nested, dict):
+            value = nested.get(key)
+        if value:
+            text = bytes(value).hex() if isinstance(value, bytes | bytearray) else str(value).strip('"')
+            return key.lower(), text
+    return None
+
+
+def content_hash(input: Store, path: str) -> str:
+    """SHA-256 of a file's bytes, streamed (bounded memory)."""
+    digest = hashlib.sha256()
+    with input.fs.open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(input: Store, path: str, name: str, info: dict[str, Any], previous: dict[str, dict]
+                ) -> tuple[str, float | None]:
+    """The file's fingerprint and, for a content hash, when it was computed.
+
+    Size + the store's checksum when it reports one (no data read); otherwise a SHA-256 of the
+    content, reused from the previous run's record (``previous``, by relative path) when size and
+    mtime are unchanged and the mtime predates that hashing (the rsync/git quick check).
+    """
+    size = int(info["size"])
+    checksum = store_checksum(info)
+    if checksum:
+        return f"{size}:{checksum[0]}:{checksum[1]}", None
+    mtime, before = info.get("mtime"), previous.get(name)
+    if (before and mtime is not None and before.get("hashed_at") is not None and before["size"] == size
+            and before.get("mtime") == mtime and mtime < before["hashed_at"] - RACY_SECONDS):
+        return before["fingerprint"], before["hashed_at"]
+    hashed_at = time.time()  # before reading: a write during hashing leaves a newer mtime
+    return f"{size}:sha256:{content_hash(input, path)}", hashed_at
+
+
+def _footer(input: Store, path: str) -> pq.FileMetaData:
+    try:
+        with input.fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).metadata
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise InputDataError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
+
+
+def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schema: pa.Schema | None = None
+                ) -> Corpus:
+    """List and fingerprint the input files and read their row groups; all share one schema.
+
+    ``previous`` are the file records of the last verified run (``InputFile.record``) and
+    ``previous_schema`` its schema: a file whose relative path and fingerprint match a record is
+    not opened at all (its row groups are on record), and new files must have that schema.
+    """
+    root, infos = list_parquet_files(input)
+    by_name = {p["path"]: p for p in previous} if previous_schema is not None else {}
+    files, schema, schema_from = [], previous_schema, "the files of the previous run"
+    for path, info in infos.items():
+        name = relative_name(root, path)
+        fp, hashed_at = fingerprint(input, path, name, info, by_name)
+        known = by_name.get(name)
+        if known is not None and known["fingerprint"] == fp:
+            row_groups = tuple(known["row_groups"])
+        else:
+            meta = _footer(input, path)
+            file_schema = meta.schema.to_arrow_schema()
+            if schema is None:
+                schema, schema_from = file_schema, f"the first file {input.describe(path)}"
+            elif not file_schema.equals(schema, check_metadata=False):
+                raise InputDataError(f"input files have different schemas: {input.describe(path)} has "
+                                     f"{_describe(file_schema)}, {schema_from} {_describe(schema)}")
+            row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        files.append(InputFile(path, name, fp, row_groups, int(info["size"]), info.get("mtime"), hashed_at))
+    if schema is None:  # unreachable: without a previous schema every file's footer was read
+        raise InputDataError(f"no schema for input {input.url}")
     return Corpus(input.url, tuple(files), schema)
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as text for a JSON record (Arrow IPC, base64), read back by ``schema_from_text``."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
@@ -128,9 +248,17 @@ def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
                          "rename them first")
 
 
-def chunk_id(file_index: int, start: int, stop: int) -> str:
-    """Stable, sortable id: file index and row range (sorting ids gives corpus order)."""
-    return f"{file_index:05d}-{start:010d}-{stop:010d}"
+def chunk_id(key: str, start: int, stop: int) -> str:
+    """Content-addressed id: the file's key (path + fingerprint) and the file-local row range."""
+    return f"{key}-{start:010d}-{stop:010d}"
+
+
+def is_chunk_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a chunk id (what may be cleaned up as a stale part or marker)."""
+    key, _, rows = text.partition("-")
+    start, _, stop = rows.partition("-")
+    return (len(key) == KEY_HEX and all(c in "0123456789abcdef" for c in key)
+            and len(start) == len(stop) == 10 and start.isdigit() and stop.isdigit())
 
 
 def cut_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
@@ -157,7 +285,7 @@ def cut_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
             pos += n
         if pos > start:
             ranges.append((start, pos))
-        chunks.extend(Chunk(chunk_id(index, a, b), index, file.path, a, b) for a, b in ranges if b > a)
+        chunks.extend(Chunk(chunk_id(file.key, a, b), index, file.path, a, b) for a, b in ranges if b > a)
     return chunks
 
 
@@ -199,9 +327,10 @@ def read_chunk(input: Store, chunk: Chunk, columns: Sequence[str] | None = None)
     return table
 
 
-def iter_column(input: Store, corpus: Corpus, column: str, batch_rows: int = 65536) -> Iterator[pa.Array]:
-    """One column of the whole corpus in corpus order, a batch at a time (bounded memory)."""
-    for file in corpus.files:
+def iter_column(input: Store, files: Iterable[InputFile], column: str, batch_rows: int = 65536
+                ) -> Iterator[pa.Array]:
+    """One column of ``files`` in their order, a batch at a time (bounded memory)."""
+    for file in files:
         with input.fs.open(file.path, "rb") as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[column],
                                                          use_threads=False):

@@ -1,29 +1,48 @@
-"""The plan of one corpus translation job: its chunks, pinned in ``<output>/_plan.json``.
+"""The plan of one corpus translation job: its settings, pinned in ``<output>/_plan.json``, and its chunks.
 
-The plan is written once with a fingerprint of everything that shapes the result (input files and
-row groups, chunk size, columns, model weights, search settings, and the numerics: device type, AMP
-dtype, quantization). A re-run must produce the same fingerprint, otherwise committed chunks would
-mix two different translations: it fails instead.
-Batch size (``max_tokens``) is not part of it: hypotheses do not depend on batching, so it may
-change between runs (e.g. after running out of memory).
+The settings are written once with a fingerprint of everything that shapes a translation (input URL,
+chunk size, columns, model weights, search settings, and the numerics: device type, AMP dtype,
+quantization). A re-run must produce the same fingerprint, otherwise committed chunks would mix two
+different translations: it fails instead. Batch size (``max_tokens``) is not part of it: hypotheses
+do not depend on batching, so it may change between runs (e.g. after running out of memory).
+
+The input files are not pinned: every run lists and fingerprints them and cuts their chunks, whose
+ids are content-addressed (``files``). Files added since the last verified run (``manifest.json``)
+get new chunks, rewritten or renamed files new ids, untouched files the ids of their committed
+chunks; ``verify`` removes the chunks of files that are gone once the new manifest is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import pyarrow as pa
+
 from s2s_core.corpus.commit import OUTPUT_COLUMNS
-from s2s_core.corpus.files import Chunk, Corpus, check_columns, cut_chunks, iter_column, open_corpus
+from s2s_core.corpus.files import (
+    Chunk,
+    Corpus,
+    InputFile,
+    check_columns,
+    cut_chunks,
+    iter_column,
+    open_corpus,
+    schema_from_text,
+)
 from s2s_core.corpus.idcheck import check_ids
 from s2s_core.storage import Store
 
 PLAN = "_plan.json"
-PLAN_FORMAT = 2  # 2: numerics pinned
+PLAN_FORMAT = 3  # 2: numerics pinned; 3: input files no longer pinned, content-addressed chunk ids
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 3  # 3: input files with fingerprints, what changed since the previous run
 # The plan's fields that shape the output; with the model's weights checksum, they make the fingerprint.
-SHAPING_FIELDS = ("files", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
+SHAPING_FIELDS = ("input", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
 
 
 @dataclass(frozen=True)
@@ -64,16 +83,36 @@ class SearchConfig(Protocol):
 
 
 @dataclass(frozen=True)
+class PreviousRun:
+    """What the last verified run of this output translated (from its ``manifest.json``)."""
+
+    files: tuple[dict, ...]  # ``InputFile.record``s, with each file's chunk count
+    schema: pa.Schema
+    finished_at: str | None
+
+    @property
+    def keys(self) -> set[str]:
+        return {f["key"] for f in self.files}
+
+
+@dataclass(frozen=True)
 class JobPlan:
-    """The chunks of a job and the record pinned in ``_plan.json``."""
+    """The chunks of a job (today's input, in corpus order), the record pinned in ``_plan.json`` and
+    the last verified run it is compared with."""
 
     corpus: Corpus
     chunks: tuple[Chunk, ...]
     record: dict
+    previous: PreviousRun | None = None
+    planned_at: float = field(default_factory=time.time)  # POSIX time the input was listed
 
     @property
     def fingerprint(self) -> str:
         return self.record["fingerprint"]
+
+    def is_new(self, file: InputFile) -> bool:
+        """Whether the file (path + content) was not part of the last verified output."""
+        return self.previous is None or file.key not in self.previous.keys
 
 
 class PlanMismatchError(ValueError):
@@ -85,39 +124,100 @@ def decode_settings(decode: SearchConfig) -> dict:
     return {k: v for k, v in asdict(decode).items() if k not in ("max_tokens", "return_attention")}
 
 
+def previous_run(output: Store, fingerprint: str | None = None) -> PreviousRun | None:
+    """The last verified run of ``output`` (its manifest; with ``fingerprint``, only one of those
+    settings), or None (none yet, or an older format)."""
+    if not output.exists(MANIFEST):
+        return None
+    manifest = output.read_json(MANIFEST)
+    if manifest.get("format") != MANIFEST_FORMAT or "inputs" not in manifest:
+        return None
+    if fingerprint is not None and manifest.get("plan") != fingerprint:
+        return None
+    return PreviousRun(tuple(manifest["inputs"]), schema_from_text(manifest["schema"]),
+                       manifest.get("finished_at"))
+
+
 def open_input(spec: JobSpec) -> Corpus:
-    """Open the input corpus and check it has the columns the job needs (and none the output adds)."""
-    corpus = open_corpus(spec.input)
+    """Open the input corpus and check it has the columns the job needs (and none the output adds).
+
+    Files unchanged since the output's last verified run are not opened (``_open_input``).
+    """
+    return _open_input(spec, previous_run(spec.output))
+
+
+def _open_input(spec: JobSpec, previous: PreviousRun | None) -> Corpus:
+    """``open_input`` given the previous run: its unchanged files' fingerprints (local files: the
+    quick check) and row groups are on record."""
+    corpus = open_corpus(spec.input, *((previous.files, previous.schema) if previous else ()))
     check_columns(corpus, spec.text_column, spec.id_column, OUTPUT_COLUMNS)
     return corpus
 
 
 def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numerics: Numerics,
              source_language: str = "en") -> JobPlan:
-    """Cut the corpus into chunks and pin the plan in the output; a re-run must match the pinned plan.
+    """Pin the job's settings in the output (a re-run must match them), list the input, cut the chunks.
 
     ``source_language`` picks the sentence rules that split over-long rows: it shapes the output too.
+    The ids of files new since the last verified run are checked before anything is translated
+    (their repeats of older files' ids are found by verification, over the whole output).
     """
-    corpus = open_input(spec)
-    chunks = tuple(cut_chunks(corpus, spec.chunk_rows))
-    record = {"format": PLAN_FORMAT, "input": spec.input.url,
-              "files": [{"path": f.path, "row_groups": list(f.row_groups)} for f in corpus.files],
-              "rows": corpus.rows, "chunks": len(chunks), "chunk_rows": spec.chunk_rows,
+    record = {"format": PLAN_FORMAT, "input": spec.input.url, "chunk_rows": spec.chunk_rows,
               "text_column": spec.text_column, "id_column": spec.id_column, "model": asdict(identity),
               "decode": decode_settings(decode), "numerics": asdict(numerics),
               "source_language": source_language}
     record["fingerprint"] = _fingerprint(record)
-    if spec.output.exists(PLAN):
+    planned_at = time.time()
+    pinned = spec.output.exists(PLAN)
+    if pinned:  # refuse a changed job before listing (and maybe hashing) the input
         _check_same_plan(spec.output.read_json(PLAN), record, spec.output.url)
-        return JobPlan(corpus, chunks, record)
-    if spec.id_column is not None:  # fail before translating anything, not after the last chunk
-        check_ids(lambda: iter_column(spec.input, corpus, spec.id_column), corpus.rows,
-                  f"input {spec.input.url}")
-    try:
-        spec.output.create_bytes(PLAN, json.dumps(record, indent=1).encode())
-    except FileExistsError:  # a concurrent first run pinned its plan a moment ago
-        _check_same_plan(spec.output.read_json(PLAN), record, spec.output.url)
-    return JobPlan(corpus, chunks, record)
+    previous = previous_run(spec.output, record["fingerprint"])
+    corpus = _open_input(spec, previous)
+    plan = JobPlan(corpus, tuple(cut_chunks(corpus, spec.chunk_rows)), record, previous, planned_at)
+    new = [f for f in corpus.files if plan.is_new(f)]
+    if spec.id_column is not None and new:  # fail before translating anything, not after the last chunk
+        where = f"input {spec.input.url}" + (" (files new since the last run)" if previous else "")
+        check_ids(lambda: iter_column(spec.input, new, spec.id_column), sum(f.rows for f in new), where)
+    if not pinned:
+        try:
+            spec.output.create_bytes(PLAN, json.dumps(record, indent=1).encode())
+        except FileExistsError:  # a concurrent first run pinned its plan a moment ago
+            _check_same_plan(spec.output.read_json(PLAN), record, spec.output.url)
+    return plan
+
+
+def input_changes(plan: JobPlan) -> dict:
+    """What changed since the last verified run: files, chunks and rows added, reused and removed.
+
+    A rewritten file is removed (old fingerprint) and added (new one) under the same path; a renamed
+    file is removed and added with the same fingerprint. Reused files' chunks were committed and
+    verified before: they are not translated, and their input is not read beyond the listing.
+    """
+    before = {f["key"]: f for f in plan.previous.files} if plan.previous else {}
+    chunks = Counter(c.id[: c.id.index("-")] for c in plan.chunks)
+    now = {f.key for f in plan.corpus.files}
+    added = [f for f in plan.corpus.files if f.key not in before]
+    reused = [f for f in plan.corpus.files if f.key in before]
+    removed = [f for k, f in before.items() if k not in now]
+    added_paths = {f.name for f in added}
+    added_fingerprints = {f.fingerprint: f.name for f in added}
+    return {
+        "since": plan.previous.finished_at if plan.previous else None,
+        "files": {"added": [_brief(f.name, f.fingerprint, f.rows) for f in added], "reused": len(reused),
+                  "removed": [_brief(f["path"], f["fingerprint"], f["rows"]) for f in removed],
+                  "rewritten": sorted(f["path"] for f in removed if f["path"] in added_paths),
+                  "renamed": [{"from": f["path"], "to": added_fingerprints[f["fingerprint"]]}
+                              for f in removed if f["fingerprint"] in added_fingerprints
+                              and f["path"] not in added_paths]},
+        "chunks": {"added": sum(chunks[f.key] for f in added), "reused": sum(chunks[f.key] for f in reused),
+                   "removed": sum(f["chunks"] for f in removed)},
+        "rows": {"added": sum(f.rows for f in added), "reused": sum(f.rows for f in reused),
+                 "removed": sum(f["rows"] for f in removed)},
+    }
+
+
+def _brief(path: str, fingerprint: str, rows: int) -> dict:
+    return {"path": path, "fingerprint": fingerprint, "rows": rows}
 
 
 def _fingerprint(record: dict) -> str:
@@ -127,6 +227,10 @@ def _fingerprint(record: dict) -> str:
 
 
 def _check_same_plan(pinned: dict, record: dict, output: str) -> None:
+    if pinned.get("format") != record["format"]:
+        raise PlanMismatchError(f"output {output} was written by an older s2s (plan format "
+                                f"{pinned.get('format')}, now {record['format']}: chunks are named "
+                                "differently); use a new --output or delete it to start over")
     if pinned.get("fingerprint") == record["fingerprint"]:
         return
     changed = [k for k in SHAPING_FIELDS if pinned.get(k) != record[k]]

@@ -2,23 +2,29 @@
 
 Checks (memory bounded: chunks are inspected a window at a time on a thread pool, ids are streamed
 and their 8-byte hashes bounded in ``idcheck``):
-every planned chunk is committed and no unplanned one is; every committed part is readable and holds
-exactly its chunk's rows (statuses are counted from the parts themselves, which are authoritative);
-the output ids, read part by part, equal the input ids row for row; the output ids are unique.
+every planned chunk is committed, and every other marker is a stale one of this job (a chunk of a
+file since removed or rewritten); every committed part is readable and holds exactly its chunk's rows
+(statuses are counted from the parts themselves, which are authoritative); the ids of the chunks new
+since the last verified run equal their input ids row for row (reused chunks were checked when they
+were new, against the same file content); the output ids are unique.
 
 A committed part that is missing, unreadable or short is damage, not a reason to fail forever: its
 marker is withdrawn and ``DamagedChunksError`` names the chunks, which the caller translates again.
-``manifest.json`` holds totals and names ``_chunks.parquet``, one row per chunk; it is written only
-when all checks pass, so its presence marks a complete, verified output.
+``manifest.json`` holds totals, what changed since the previous run and the input files with their
+fingerprints, and names ``_chunks.parquet``, one row per chunk in corpus order; it is written only
+when all checks pass, so its presence marks a complete, verified output. It is the source of truth:
+``remove_stale`` deletes the parts and markers it does not list only after it is written.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -28,16 +34,16 @@ import pyarrow.parquet as pq
 
 from s2s_core.corpus import commit
 from s2s_core.corpus.commit import OUTPUT_COLUMNS
-from s2s_core.corpus.files import Chunk, iter_column
+from s2s_core.corpus.files import Chunk, is_chunk_id, read_chunk, schema_to_text
 from s2s_core.corpus.idcheck import DEFAULT_MAX_IDS_IN_MEMORY, check_ids
-from s2s_core.corpus.plan import JobPlan, JobSpec
+from s2s_core.corpus.plan import MANIFEST, MANIFEST_FORMAT, JobPlan, JobSpec, input_changes
 from s2s_core.storage import Store
 
-MANIFEST = "manifest.json"
 CHUNK_INDEX = "_chunks.parquet"  # leading underscore: not a data file for Parquet readers (or for us)
-MANIFEST_FORMAT = 2
 DEFAULT_WORKERS = 16  # concurrent footer/marker reads: object-store latency, not CPU, is the limit
 SECONDS = ("read", "load", "translate", "write", "total")
+# Per-chunk counters other steps add to markers ({"hits": 3, ...}); the manifest sums each by key.
+COUNTERS = ("memory", "flags")
 INDEX_SCHEMA = pa.schema([("chunk", pa.string()), ("part", pa.string()), ("file", pa.int32()),
                           ("start", pa.int64()), ("stop", pa.int64()), ("rows_in", pa.int64()),
                           ("rows_out", pa.int64()), ("statuses", pa.map_(pa.string(), pa.int64())),
@@ -73,14 +79,17 @@ class _Totals:
     target_tokens: int = 0
     statuses: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
+    counters: dict[str, Counter] = field(default_factory=dict)  # COUNTERS present in some marker
 
-    def add(self, row: dict) -> None:
+    def add(self, row: dict, counters: dict[str, dict]) -> None:
         self.chunks += 1
         self.rows_out += row["rows_out"]
         self.source_tokens += row["source_tokens"]
         self.target_tokens += row["target_tokens"]
         self.statuses.update(dict(row["statuses"]))
         self.seconds.update(row["seconds"])
+        for name, counts in counters.items():
+            self.counters.setdefault(name, Counter()).update(counts)
 
 
 def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
@@ -88,7 +97,7 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     """Verify the output against the plan and write the manifest and chunk index.
 
     Raises ``DamagedChunksError`` (after un-committing them) for damaged parts, ``VerificationError``
-    for anything else that is wrong.
+    for anything else that is wrong. Stale chunks are left for ``remove_stale``.
     """
     _check_committed(spec, plan)
     totals, index = _inspect_chunks(spec.output, plan, workers)
@@ -101,33 +110,103 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     spec.output.write_bytes(CHUNK_INDEX, index)
     n_best = plan.record["decode"].get("n_best", 1)
     added = [c for c in OUTPUT_COLUMNS if c != "nbest" or n_best > 1]  # nbest only with n-best search
+    chunks_per_file = Counter(c.file_index for c in plan.chunks)
     manifest = {
-        "format": MANIFEST_FORMAT, "input": spec.input.url, "output": spec.output.url,
-        "plan": plan.fingerprint, "model": plan.record["model"], "decode": plan.record["decode"],
-        "numerics": plan.record.get("numerics"),
+        "format": MANIFEST_FORMAT, "run_id": uuid.uuid4().hex, "input": spec.input.url,
+        "output": spec.output.url, "plan": plan.fingerprint, "model": plan.record["model"],
+        "decode": plan.record["decode"], "numerics": plan.record.get("numerics"),
         "columns": {"text": spec.text_column, "id": spec.id_column, "added": added},
         "chunk_rows": spec.chunk_rows, "files": len(plan.corpus.files),
         "chunks": {"count": totals.chunks, "index": CHUNK_INDEX},
         "rows_in": rows, "rows_out": totals.rows_out,
         "statuses": dict(sorted(totals.statuses.items())), "failed_rows": totals.statuses.get("failed", 0),
         "ids": ids, "source_tokens": totals.source_tokens, "target_tokens": totals.target_tokens,
+        **{name: dict(sorted(counts.items())) for name, counts in totals.counters.items()},
         "seconds": seconds,
         # Model-time throughput of one worker (sum over chunks): independent of worker count and
         # of time outside the model; this_run has the wall-clock view.
         "throughput": {"sentences_per_model_second": round(rows / model_seconds, 2),
                        "target_tokens_per_model_second": round(totals.target_tokens / model_seconds, 2)},
+        "changes": input_changes(plan),
         "this_run": this_run or {},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # The input files in corpus order (``file`` in the chunk index numbers them) with their
+        # fingerprints and row groups, and their schema: the next run's quick check and reuse.
+        "inputs": [{**f.record(), "chunks": chunks_per_file[i]} for i, f in enumerate(plan.corpus.files)],
+        "schema": schema_to_text(plan.corpus.schema),
     }
     spec.output.write_json(MANIFEST, manifest)
     return manifest
 
 
+def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int = DEFAULT_WORKERS) -> dict:
+    """Delete the parts and markers of chunks outside the plan (files removed or rewritten since).
+
+    Called after ``manifest`` (this run's) was written: the manifest is the source of truth, and a
+    crash before or during the clean-up leaves only garbage, which the next run removes. Only names
+    shaped like this output's parts and markers are touched, and only those older than this run's
+    plan: a concurrent run over a newer listing of the input may be committing chunks this plan does
+    not know. If another run has written a newer manifest meanwhile, nothing is removed.
+    """
+    planned = {c.id for c in plan.chunks}
+    markers = {n[: -len(".json")] for n in spec.output.list_names(commit.DONE_DIR) if n.endswith(".json")}
+    parts = {n[len("part-"): -len(".parquet")] for n in spec.output.list_names()
+             if n.startswith("part-") and n.endswith(".parquet")}
+    unplanned = sorted(c for c in markers | parts if is_chunk_id(c) and c not in planned)
+    if not unplanned:
+        return {"markers": 0, "parts": 0}
+    if spec.output.read_json(MANIFEST).get("run_id") != manifest["run_id"]:
+        return {"markers": 0, "parts": 0, "skipped": "a newer manifest was written by another run"}
+    def old(chunk_id: str) -> bool:
+        return _older_than(spec.output, chunk_id, chunk_id in markers, plan.planned_at)
+
+    stale = [c for c, is_old in zip(unplanned, ordered_map(old, unplanned, workers), strict=True) if is_old]
+    stale_markers, stale_parts = [c for c in stale if c in markers], [c for c in stale if c in parts]
+    # Markers first: a chunk never looks committed without its part, even for a moment.
+    list(ordered_map(lambda c: _remove(spec.output, commit.marker_name(c)), stale_markers, workers))
+    list(ordered_map(lambda c: _remove(spec.output, commit.part_name(c)), stale_parts, workers))
+    return {"markers": len(stale_markers), "parts": len(stale_parts)}
+
+
+def _older_than(output: Store, chunk_id: str, committed: bool, moment: float) -> bool:
+    """Whether an unplanned chunk's marker (or, without one, its part) was written before ``moment``
+    (a POSIX time), by the store's clock; False when the store cannot tell."""
+    name = commit.marker_name(chunk_id) if committed else commit.part_name(chunk_id)
+    try:
+        modified = output.fs.modified(output.path(name))
+    except FileNotFoundError:
+        return False  # removed meanwhile
+    except NotImplementedError:
+        return False
+    if modified.tzinfo is None:  # some filesystems give naive UTC times
+        modified = modified.replace(tzinfo=UTC)
+    written = modified.timestamp()
+    if written == int(written):  # whole seconds (HTTP dates): the write may be up to 1 s later
+        written += 1
+    return written < moment
+
+
+def _remove(output: Store, name: str) -> None:
+    with suppress(FileNotFoundError):  # a concurrent run of the same job removed it first
+        output.remove(name)
+
+
 def read_chunk_index(output: Store) -> list[dict]:
-    """The per-chunk rows of a verified output (``_chunks.parquet``), in chunk order."""
+    """The per-chunk rows of a verified output (``_chunks.parquet``), in corpus order."""
     with output.open(CHUNK_INDEX) as f:
         rows = pq.read_table(f).to_pylist()
     return [{**r, "statuses": dict(r["statuses"])} for r in rows]
+
+
+def output_parts(output: Store) -> list[str]:
+    """URLs of a verified output's parts in corpus order: read them in this order to get input order.
+
+    Part names are content-addressed and do not sort in corpus order, and during an incremental run
+    the folder also holds new parts and the previous run's stale ones: the chunk index is the list.
+    """
+    with output.open(CHUNK_INDEX) as f:
+        names = pq.read_table(f, columns=["part"]).column(0).to_pylist()
+    return [output.url_of(n) for n in names]
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -163,17 +242,35 @@ def first_difference(left: Iterator[pa.Array], right: Iterator[pa.Array]) -> int
 
 
 def _check_committed(spec: JobSpec, plan: JobPlan) -> None:
-    """Every planned chunk has a marker and no other chunk has one (one fresh listing)."""
+    """Every planned chunk has a marker, and every other marker is a stale one of this job.
+
+    Markers outside the plan are chunks of files since removed or rewritten: stale, removed after
+    the manifest is written, as long as they were committed under this job's settings; a marker of
+    other settings (or none readable) means the output mixes two jobs.
+    """
     planned = {c.id for c in plan.chunks}
-    committed = commit.committed_ids(spec.output)
-    missing = sorted(planned - committed)
+    committed = commit.committed_ids(spec.output)  # one fresh listing
+    missing = [c.id for c in plan.chunks if c.id not in committed]
     if missing:
         raise VerificationError(f"{len(missing)} of {len(planned)} chunks are not committed "
                                 f"(first {missing[0]}); run the same command again to finish them")
     unplanned = sorted(committed - planned)
-    if unplanned:
-        raise VerificationError(f"{spec.output.url_of(commit.DONE_DIR)} holds markers of chunks outside "
-                                f"the plan ({unplanned[:3]}); the output mixes two jobs")
+    checks = ordered_map(lambda c: _is_foreign(spec.output, c, plan.fingerprint), unplanned, DEFAULT_WORKERS)
+    foreign = [c for c, is_foreign in zip(unplanned, checks, strict=True) if is_foreign]
+    if foreign:
+        raise VerificationError(f"{spec.output.url_of(commit.DONE_DIR)} holds markers of chunks committed "
+                                f"under other settings ({foreign[:3]}); the output mixes two jobs")
+
+
+def _is_foreign(output: Store, chunk_id: str, fingerprint: str) -> bool:
+    """Whether a marker was committed under other settings (or is unreadable); one removed meanwhile
+    (another run's clean-up) is not."""
+    try:
+        return json.loads(output.read_bytes(commit.marker_name(chunk_id))).get("plan") != fingerprint
+    except FileNotFoundError:
+        return False
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
 
 
 def _inspect_chunks(output: Store, plan: JobPlan, workers: int) -> tuple[_Totals, bytes]:
@@ -182,14 +279,14 @@ def _inspect_chunks(output: Store, plan: JobPlan, workers: int) -> tuple[_Totals
     buffer = io.BytesIO()
     with pq.ParquetWriter(buffer, INDEX_SCHEMA) as writer:
         window: list[dict] = []
-        for chunk, (row, damaged, problem) in zip(plan.chunks, ordered_map(
+        for chunk, (row, counters, damaged, problem) in zip(plan.chunks, ordered_map(
                 lambda c: _inspect(output, c, plan.fingerprint), plan.chunks, workers), strict=True):
             if damaged:
                 damage[chunk.id] = damaged
             elif problem:
                 problems.append(problem)
             else:
-                totals.add(row)
+                totals.add(row, counters)
                 window.append(row)
             if len(window) >= 1024:  # index rows are flushed in batches: memory stays flat
                 writer.write_table(pa.Table.from_pylist(window, INDEX_SCHEMA))
@@ -205,33 +302,37 @@ def _inspect_chunks(output: Store, plan: JobPlan, workers: int) -> tuple[_Totals
     return totals, buffer.getvalue()
 
 
-def _inspect(output: Store, chunk: Chunk, fingerprint: str) -> tuple[dict, str | None, str | None]:
-    """One chunk's index row, or why its part is damaged, or another problem (a foreign marker)."""
+def _inspect(output: Store, chunk: Chunk, fingerprint: str) -> tuple[dict, dict, str | None, str | None]:
+    """One chunk's index row and marker counters (``COUNTERS``), or why its part is damaged, or
+    another problem (a foreign marker)."""
     try:
         marker = json.loads(output.read_bytes(commit.marker_name(chunk.id)))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}, "its marker is unreadable", None
+        return {}, {}, "its marker is unreadable", None
     if marker.get("plan") != fingerprint:
-        return {}, None, f"chunk {chunk.id} was committed under another plan"
+        return {}, {}, None, f"chunk {chunk.id} was committed under another plan"
     try:
         rows_out, statuses = commit.part_statuses(output, chunk.id)
     except FileNotFoundError:
-        return {}, "its part is missing", None
+        return {}, {}, "its part is missing", None
     except pa.ArrowInvalid as err:
-        return {}, f"its part is unreadable ({err})", None
+        return {}, {}, f"its part is unreadable ({err})", None
     except OSError as err:
         if not _is_corrupt(err):
             raise  # a transient read error is not damage: the caller's retries handle it
-        return {}, f"its part is unreadable ({err})", None
+        return {}, {}, f"its part is unreadable ({err})", None
     if not rows_out == marker.get("rows_out") == chunk.rows:
-        return {}, f"{chunk.rows} rows in, part holds {rows_out}, marker says {marker.get('rows_out')}", None
+        return ({}, {}, f"{chunk.rows} rows in, part holds {rows_out}, marker says {marker.get('rows_out')}",
+                None)
     row = {"chunk": chunk.id, "part": marker["part"], "file": chunk.file_index, "start": chunk.start,
            "stop": chunk.stop, "rows_in": chunk.rows, "rows_out": rows_out,
            "statuses": sorted(statuses.items()), "source_tokens": marker["source_tokens"],
            "target_tokens": marker["target_tokens"],
            "seconds": {k: float(marker["seconds"].get(k, 0.0)) for k in SECONDS},
            "host": marker.get("host"), "pid": marker.get("pid")}
-    return row, None, None
+    counters = {name: {k: v for k, v in marker[name].items() if isinstance(v, int)}
+                for name in COUNTERS if isinstance(marker.get(name), dict)}
+    return row, counters, None, None
 
 
 def _is_corrupt(err: OSError) -> bool:
@@ -240,16 +341,31 @@ def _is_corrupt(err: OSError) -> bool:
 
 
 def _check_ids(spec: JobSpec, plan: JobPlan, max_ids_in_memory: int, workers: int) -> dict:
-    """Output ids equal the input ids in order, and are unique."""
+    """The ids of new chunks equal their input ids in order, and all output ids are unique.
+
+    Chunks reused from the last verified run were aligned with the same input content then (their
+    ids hash the file's fingerprint): their input is not read again.
+    """
     column = spec.id_column
+    new = [c for c in plan.chunks if plan.is_new(plan.corpus.files[c.file_index])]
+    offsets, row = {}, 0
+    for chunk in plan.chunks:
+        offsets[chunk.id], row = row, row + chunk.rows
+
+    def compare(chunk: Chunk) -> int | None:
+        input_ids = read_chunk(spec.input, chunk, [column]).column(0).chunks
+        output_ids = [commit.read_part_column(spec.output, chunk.id, column)]
+        return first_difference(iter(input_ids), iter(output_ids))
+
+    for chunk, where in zip(new, ordered_map(compare, new, workers), strict=True):
+        if where is not None:
+            where += offsets[chunk.id]
+            raise VerificationError(f"output row {where} does not carry input row {where}'s id: "
+                                    f"rows are misaligned")
 
     def output_ids() -> Iterator[pa.Array]:
         return ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column), plan.chunks, workers)
 
-    where = first_difference(iter_column(spec.input, plan.corpus, column), output_ids())
-    if where is not None:
-        raise VerificationError(f"output row {where} does not carry input row {where}'s id: "
-                                f"rows are misaligned")
     try:
         summary = check_ids(output_ids, plan.corpus.rows, f"output {spec.output.url}", max_ids_in_memory)
     except ValueError as err:

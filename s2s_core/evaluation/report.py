@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from sacrebleu.metrics import CHRF
 
 from s2s_core.evaluation.metrics import corpus_score_ci
 
@@ -39,6 +40,32 @@ def score_with_ci(hypotheses: Sequence[str], references: Sequence[str],
         s = corpus_score_ci(name, hypotheses, references, n_bootstrap=n_bootstrap)
         out[name] = {"score": s.score, "ci95": list(s.ci95) if s.ci95 is not None else None,
                      "mean": s.mean, "ci_halfwidth": s.ci_halfwidth, "signature": s.signature}
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def flag_quality(flags: Sequence[Sequence[str]], hypotheses: Sequence[str], references: Sequence[str],
+                 names: Sequence[str] = ()) -> dict[str, dict]:
+    """Per quality flag (``names`` first, then any other seen, then ``any``): how many rows carry it and
+    the mean sentence chrF of those rows and of the others::
+
+        {"repetition": {"rows": 12, "chrf": 21.4, "others_chrf": 47.9}, ...,
+         "any": {"rows": 80, "chrf": 30.2, "others_chrf": 49.0}}
+
+    A mean over no rows is None. ``any`` compares rows with at least one flag to rows with none.
+    """
+    chrf = CHRF()
+    sentence = [chrf.sentence_score(h, [r]).score for h, r in zip(hypotheses, references, strict=True)]
+    seen = [f for f in dict.fromkeys(f for row in flags for f in row) if f not in names]
+    out = {}
+    for name in [*names, *seen, "any"]:
+        hit = [bool(row) if name == "any" else name in row for row in flags]
+        out[name] = {"rows": sum(hit),
+                     "chrf": _mean([s for s, h in zip(sentence, hit, strict=True) if h]),
+                     "others_chrf": _mean([s for s, h in zip(sentence, hit, strict=True) if not h])}
     return out
 
 
@@ -179,6 +206,16 @@ def _score_table(scores: Mapping[str, Mapping]) -> list[str]:
     return lines
 
 
+def _flag_table(flags: Mapping[str, Mapping]) -> list[str]:
+    """Markdown table: quality flag | rows | mean sentence chrF of those rows | of the other rows."""
+    lines = ["| quality flag | rows | sentence chrF, flagged | sentence chrF, others |",
+             "|---|---:|---:|---:|"]
+    for name, f in flags.items():
+        cells = ["–" if f[key] is None else f"{f[key]:.2f}" for key in ("chrf", "others_chrf")]
+        lines.append(f"| {_md(name)} | {f['rows']} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def _figures(figures: Mapping[str, str] | Sequence[str], folder: str | None = None) -> list[str]:
     """Image links, captioned by name (dict) or by file name (list), relative to the report.
 
@@ -209,6 +246,7 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
                  "scores": <score_with_ci output>,
                  "decode": {"beam_size": 4, "alpha": 0.6, ...},  # how the hypotheses were produced
                  "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
+                 "flags": <flag_quality output>,                 # optional, per test set
                  "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
          "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
          "figures": {"Training curve": "training_curve.png"}     # or a list of paths
@@ -229,6 +267,8 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
             lines += [f"Statuses: {_fmt_mapping(test_set['statuses'])}", ""]
         if test_set.get("scores"):
             lines += [*_score_table(test_set["scores"]), ""]
+        if test_set.get("flags"):
+            lines += [*_flag_table(test_set["flags"]), ""]
         examples = test_set.get("examples") or []
         if examples:
             lines += ["### Examples", ""]

@@ -34,10 +34,17 @@ class ModelPackage:
     config: dict
     metrics: dict = field(default_factory=dict)
 
-    def translator(self, device: str = "auto", amp: str = "auto", language: str = DEFAULT_LANGUAGE
+    @property
+    def source_language(self) -> str:
+        """The source language the package was trained on (packages before it was recorded: English)."""
+        return self.config.get("source_language") or DEFAULT_LANGUAGE
+
+    def translator(self, device: str = "auto", amp: str = "auto", language: str | None = None
                    ) -> Translator:
-        """A translator on ``device``; ``language`` (the source's) picks the sentence rules."""
-        return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp, language=language)
+        """A translator on ``device``; ``language`` (the source's; default: the package's) picks the
+        sentence rules that split over-long inputs."""
+        return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp,
+                          language=language or self.source_language)
 
 
 def _alias_names(model: Seq2Seq) -> set[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from s2s_core.device import amp_dtype, autocast
+from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FlagThresholds, piece_flags, union
 from s2s_core.inference.segment import DEFAULT_LANGUAGE, Segmented, SentenceSplitter, split_lines
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
 from s2s_core.model.seq2seq import Seq2Seq
@@ -58,6 +59,7 @@ class Translation:
     nbest: list[tuple[str, float]] | None = None  # (text, mean log-prob), best first
     error: str | None = None
     segments: int = 1  # pieces translated apart (lines; sentences of over-long lines); 0 when empty
+    flags: tuple[str, ...] = ()  # quality flags (``flags.FLAGS`` order); none for empty and failed rows
 
 
 def mean_log_prob(hyp: Hypothesis) -> float:
@@ -69,12 +71,14 @@ class Translator:
     """Runs a trained model over raw text. Hypotheses do not depend on batch composition."""
 
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, device: torch.device | None = None,
-                 amp: str = "none", language: str = DEFAULT_LANGUAGE):
+                 amp: str = "none", language: str = DEFAULT_LANGUAGE,
+                 thresholds: FlagThresholds = DEFAULT_THRESHOLDS):
         self.device = device or next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.tokenizers = tokenizers
         self.amp_dtype = amp_dtype(amp, self.device)
         self.splitter = SentenceSplitter(language)  # the source language's sentence rules
+        self.thresholds = thresholds  # where the quality flags fire
 
     def encode_sources(self, texts: Sequence[str | None]) -> tuple[list[list[int]], list[str]]:
         """Source ids capped at the model limit (EOS excluded) and each row's status."""
@@ -145,8 +149,15 @@ class Translator:
             nbest = ([(t, mean_log_prob(h)) for t, h in zip(texts_nbest, result, strict=True)]
                      if config.n_best > 1 else None)
             out.append(Translation(texts_nbest[0], mean_log_prob(best), status, ids, best.tokens,
-                                   best.attention, nbest))
+                                   best.attention, nbest, flags=self._flags(ids, best, texts_nbest[0])))
         return out
+
+    def _flags(self, src_ids: list[int], best: Hypothesis, text: str) -> tuple[str, ...]:
+        """The quality flags of one piece's best hypothesis."""
+        coverage = best.coverage.tolist() if best.coverage is not None else None
+        (src_text,) = self.tokenizers.src.decode([src_ids])
+        return piece_flags(src_ids, best.tokens, best.finished, self.tokenizers.src.pieces(src_ids),
+                           coverage, src_text, text, self.thresholds)
 
     def _search(self, sources: list[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         src, lengths = pad_sequences(sources, self.device)
@@ -222,4 +233,4 @@ def merge(row: Segmented, pieces: Sequence[Translation], config: DecodeConfig) -
         nbest = [combined([a[min(k, len(a) - 1)] for a in alternatives])
                  for k in range(max(len(a) for a in alternatives))]
     return Translation(text, score, status, src_tokens, [tok for p in pieces for tok in p.tokens],
-                       nbest=nbest, segments=len(pieces))
+                       nbest=nbest, segments=len(pieces), flags=union(p.flags for p in pieces))

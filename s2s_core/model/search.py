@@ -27,6 +27,9 @@ class Hypothesis:
     norm_score: float  # score divided by the length penalty (what beam search ranks by)
     attention: torch.Tensor | None = None  # [len(tokens) + finished, source length] when requested
     finished: bool = True  # False when cut at the maximum length without EOS
+    # [source length] float32 on the host: attention summed over the target steps (= attention.sum(0));
+    # always kept (an add per step) so quality flags need no full attention matrix.
+    coverage: torch.Tensor | None = None
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -60,6 +63,7 @@ def greedy_search(
     scores = torch.zeros(batch, device=src.device)  # [B]
     steps: list[torch.Tensor] = []  # per step: [B]
     attn: list[torch.Tensor] = []  # per step: [B, S]
+    coverage = torch.zeros(batch, src.size(1), device=src.device)  # [B, S] float32 attention sums
     # Finished rows keep being decoded (the batch stays rectangular); their tokens are masked
     # to EOS and their log-probs to 0, so they do not change.
     for t in range(max(limits)):
@@ -70,11 +74,13 @@ def greedy_search(
         steps.append(prev.masked_fill(done, EOS_ID))
         if return_attention:
             attn.append(weights)
+        coverage += weights.float().masked_fill(done.unsqueeze(1), 0.0)
         done |= (prev == EOS_ID) | (limit_t <= t + 1)
         if bool(done.all()):
             break
     tokens = torch.stack(steps, 1).tolist()  # [B][steps]
     attn_t = torch.stack(attn, 1).float().cpu() if return_attention else None  # [B, steps, S]
+    coverage = coverage.cpu()
     results = []
     for row in range(batch):
         seq = tokens[row][: limits[row]]
@@ -82,7 +88,8 @@ def greedy_search(
         out = [tok for tok in seq[:emitted] if tok != EOS_ID]
         score = float(scores[row])
         att = attn_t[row, :emitted, : int(src_lengths[row])] if attn_t is not None else None
-        results.append([Hypothesis(out, score, score, att, finished=EOS_ID in seq[:emitted])])
+        results.append([Hypothesis(out, score, score, att, finished=EOS_ID in seq[:emitted],
+                                   coverage=coverage[row, : int(src_lengths[row])])])
     return results
 
 
@@ -159,6 +166,7 @@ def beam_search(
     seqs = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # [A*k, t] tokens so far
     attn = (torch.empty(batch * k, 0, src.size(1), device=device)  # [A*k, t, S]
             if return_attention else None)
+    coverage = torch.zeros(batch * k, src.size(1), device=device)  # [A*k, S] float32 attention sums
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]  # per sentence id, any order
     ranks = torch.arange(2 * k, device=device)  # [2k] rank of each top candidate
 
@@ -182,13 +190,16 @@ def beam_search(
             hit_scores = top_scores[hits[:, 0], hits[:, 1]].tolist()  # [H]
             hit_attn = (torch.cat([attn[hit_rows], weights[hit_rows].unsqueeze(1)], 1).float().cpu()
                         if attn is not None else None)  # [H, t+1, S]
+            hit_coverage = (coverage.index_select(0, hit_rows)  # [H, S]
+                            + weights.index_select(0, hit_rows).float()).cpu()
             for j, (a, token, raw) in enumerate(zip(hits[:, 0].tolist(), hit_tokens, hit_scores,
                                                    strict=True)):
                 sent = active[a]
                 out = prefixes[j] + ([] if token == EOS_ID else [token])
                 att = hit_attn[j, :, : src_len_list[sent]] if hit_attn is not None else None
                 finished[sent].append(Hypothesis(out, raw, raw / length_penalty(length, alpha), att,
-                                                 finished=token == EOS_ID))
+                                                 finished=token == EOS_ID,
+                                                 coverage=hit_coverage[j, : src_len_list[sent]]))
 
         # The k best candidates that did not end continue: EOS candidates get a sort key past
         # every other rank (2k + rank), so the first k of the argsort are the best non-EOS ones.
@@ -199,6 +210,8 @@ def beam_search(
         seqs = torch.cat([seqs[rows], prev.unsqueeze(1)], dim=1)  # [A*k, t+1]
         if attn is not None:
             attn = torch.cat([attn[rows], weights[rows].unsqueeze(1)], dim=1)  # [A*k, t+1, S]
+        # Reordered by backpointers, like the beams (index_select: cheaper than indexing on CPU).
+        coverage = coverage.index_select(0, rows) + weights.index_select(0, rows).float()  # [A*k, S]
         state = state.index_select(rows)
 
         best_alive = scores[:, 0].tolist()  # [A]
@@ -213,6 +226,7 @@ def beam_search(
             active = [s for s, d in zip(active, done, strict=True) if not d]
             enc, state = enc.index_select(keep_rows), state.index_select(keep_rows)
             scores, prev, seqs = scores[keep_sent], prev[keep_rows], seqs[keep_rows]
+            coverage = coverage.index_select(0, keep_rows)
             if attn is not None:
                 attn = attn[keep_rows]
 

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from s2s_core.device import amp_dtype, autocast, resolve_device
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.storage import Store
 from s2s_core.text.tokenizer import PAD_ID, Tokenizers
@@ -49,7 +50,7 @@ class Trainer:
                  train: Sequence[Example], dev_src: Sequence[str] = (), dev_ref: Sequence[str] = (),
                  checkpoints: Store | None = None, on_event: Event | None = None,
                  group: ProcessGroup | None = None, logs: Store | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, source_language: str = DEFAULT_LANGUAGE):
         self.config = config
         self.group = group or ProcessGroup()
         self.data = TrainingData(train, config, self.group.world_size)
@@ -67,7 +68,8 @@ class Trainer:
         self.schedule = LRSchedule(config.lr, config.schedule, config.warmup_steps,
                                    config.plateau_factor, config.plateau_patience)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.validator = Validator(tokenizers, dev_src, dev_ref, config, self.device, self.group, clock)
+        self.validator = Validator(tokenizers, dev_src, dev_ref, config, self.device, self.group, clock,
+                                   source_language)
         self.checkpointer = None if checkpoints is None else Checkpointer(
             checkpoints, self.model, self.optimizer, self.scaler, self.schedule, self.group,
             data_fingerprint(self.data, dev_src, dev_ref, tokenizers))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from s2s_core.evaluation.metrics import corpus_scores
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.tokenizer import Tokenizers
@@ -22,11 +23,12 @@ class Validator:
 
     def __init__(self, tokenizers: Tokenizers, dev_src: Sequence[str], dev_ref: Sequence[str],
                  config: TrainConfig, device: torch.device, group: ProcessGroup,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, language: str = DEFAULT_LANGUAGE):
         limit = config.eval_max_sentences or None
         self.dev_src, self.dev_ref = list(dev_src)[:limit], list(dev_ref)[:limit]
         self.tokenizers, self.config, self.device, self.group = tokenizers, config, device, group
         self.clock = clock
+        self.language = language  # the source's sentence rules, for dev inputs over the length limit
         self.best_weights: dict[str, torch.Tensor] | None = None  # in memory, from this run only
 
     @property
@@ -39,7 +41,8 @@ class Validator:
         return broadcast_object(record, self.group)
 
     def _score(self, model: Seq2Seq) -> dict:
-        translator = Translator(model, self.tokenizers, self.device, amp=self.config.amp)
+        translator = Translator(model, self.tokenizers, self.device, amp=self.config.amp,
+                                language=self.language)
         start = self.clock()
         hyps = [t.text for t in translator.translate(
             self.dev_src, DecodeConfig(beam_size=self.config.eval_beam_size))]

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import s3fs
 
 from tests.faults.proxy import FaultProxy, Faults
-from tests.faults.trials import PAIRS, tiny_corpus
+from tests.faults.trials import PAIRS, read_parts, tiny_corpus
 
 # s3fs's own five attempts only (botocore's off): outages outlast them in seconds, not minutes.
 FEW_RETRIES = {"config_kwargs": {"retries": {"max_attempts": 1}}}
@@ -44,7 +44,7 @@ def moto_endpoint() -> Iterator[str]:
 
 def _parts(fs: s3fs.S3FileSystem, prefix: str) -> pl.DataFrame:
     fs.invalidate_cache()
-    return pl.concat([pl.read_parquet(fs.cat_file(p)) for p in sorted(fs.glob(f"{prefix}/part-*.parquet"))])
+    return read_parts(prefix, fs)
 
 
 def _half_written(fs: s3fs.S3FileSystem, prefix: str) -> int:

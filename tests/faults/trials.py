@@ -23,6 +23,7 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -160,8 +161,12 @@ def translate_args(model: str, corpus: Path, output: Path) -> list[str]:
             "--chunk-rows", "20", "--workers", "1"]
 
 
-def read_parts(output: Path) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(p) for p in sorted(output.glob("part-*.parquet"))])
+def read_parts(output: Path | str, fs=None) -> pl.DataFrame:
+    """A verified output's rows in corpus order: its parts in the order its chunk index lists them
+    (part names are content-addressed and do not sort in corpus order)."""
+    fs = fs or fsspec.filesystem("file")
+    parts = pl.read_parquet(fs.cat_file(f"{output}/_chunks.parquet"))["part"]
+    return pl.concat([pl.read_parquet(fs.cat_file(f"{output}/{p}")) for p in parts])
 
 
 def check_translation(tally: Tally, output: Path, reference: pl.DataFrame) -> None:

@@ -92,7 +92,7 @@ def s3_job(tiny_run, s3_server, tmp_path, request):
 
 
 def read_s3_parts(fs, prefix: str) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(fs.cat_file(p)) for p in sorted(fs.glob(f"{prefix}/part-*.parquet"))])
+    return trials.read_parts(prefix, fs)
 
 
 # s3fs's own retries only (botocore's off), so an outage of a few requests outlasts them quickly.
@@ -128,3 +128,46 @@ def test_an_outage_past_every_retry_fails_the_job_cleanly_and_a_rerun_finishes_i
     result = run_translation(config(opts))
     assert result["rows_out"] == 120
     assert read_s3_parts(fs, f"{bucket}/out").equals(read_s3_parts(fs, f"{bucket}/clean"))
+
+
+def test_an_incremental_run_killed_midway_resumes_to_the_output_of_a_run_from_scratch(tiny_run, tmp_path):
+    """Yesterday's output, today's changed input (a file rewritten, one removed, one added): the
+    re-run is killed while committing new chunks, while replacing the manifest, or while removing
+    stale chunks; the same command then ends with exactly a from-scratch run's output."""
+    import random
+    import shutil
+
+    _, trained = tiny_run
+    verses = pl.read_csv(trials.PAIRS, separator="\t", quote_char=None).select("id", "src")
+    corpus = trials.write_corpus(verses.head(240), tmp_path / "corpus", files=4)
+    yesterday = tmp_path / "yesterday"
+    assert trials.cli(trials.translate_args(trained["model"], corpus, yesterday)) == 0
+    rewritten = pl.read_parquet(corpus / "part1.parquet")
+    first_rows = pl.int_range(pl.len()) < 5
+    rewritten = rewritten.with_columns(pl.when(first_rows).then(pl.col("src").str.to_uppercase())
+                                       .otherwise(pl.col("src")).alias("src"))
+    pq.write_table(rewritten.to_arrow(), corpus / "part1.parquet", row_group_size=16)
+    (corpus / "part2.parquet").unlink()
+    pq.write_table(verses.slice(240, 50).to_arrow(), corpus / "part4.parquet", row_group_size=16)
+    scratch = tmp_path / "scratch"
+    assert trials.cli(trials.translate_args(trained["model"], corpus, scratch)) == 0
+    reference = trials.read_parts(scratch)
+    markers = {p.name for p in scratch.glob("_done/*.json")}
+    stale = sorted({p.name for p in yesterday.glob("_done/*.json")} - markers)
+    moments = (trials.Moment("commit-link", "os.link", "/_done/", 2),
+               trials.Moment("manifest", "os.rename", "manifest.json"),
+               trials.Moment("stale-removal", "os.remove", f"/_done/{stale[1]}"))
+    for moment in moments:
+        output = tmp_path / f"trial-{moment.name}"
+        shutil.copytree(yesterday, output)
+        args = trials.translate_args(trained["model"], corpus, output)
+        assert trials.run_killed(args, moment, random.Random(0), time_window=60), moment
+        assert trials.cli(args) == 0
+        tally = trials.Tally()
+        trials.check_translation(tally, output, reference)
+        assert tally.clean, (moment, tally.as_dict())
+        assert {p.name for p in output.glob("part-*")} == {p.name for p in scratch.glob("part-*")}
+        assert {p.name for p in output.glob("_done/[!.]*.json")} == markers  # a kill may leave a .tmp-
+        changes = json.loads((output / "manifest.json").read_text())["changes"]
+        if moment.name == "commit-link":  # compared with yesterday's verified output
+            assert changes["files"]["rewritten"] == ["part1.parquet"] and changes["rows"]["removed"] == 120

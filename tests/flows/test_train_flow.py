@@ -44,6 +44,8 @@ def test_tiny_config_trains_end_to_end_on_a_local_store(tiny_run):
     history = [json.loads(line) for line in
                Path(result["run"], "logs/train.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history if "dev_bleu" in r] == [15, 30]
+    package = json.loads(Path(result["model"], "config.json").read_text())
+    assert package["source_language"] == config.data.source_language == "en"  # the package's default
 
 
 def test_tiny_config_trains_end_to_end_on_s3(prefect_harness, s3_server, tmp_path):

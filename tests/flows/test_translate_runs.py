@@ -47,5 +47,5 @@ def test_overrides_change_one_field_and_n_best_fills_a_list_column(tiny_run, tmp
     assert [len(alternatives) for alternatives in out["nbest"].to_list()] == [2, 2, 0]
     assert out["translation"][1].count("\n") == 1
     manifest = json.loads(Path(result["manifest"]).read_text())
-    assert manifest["columns"]["added"] == ["translation", "score", "status", "segments", "nbest"]
+    assert manifest["columns"]["added"] == ["translation", "score", "status", "segments", "flags", "nbest"]
     assert out.columns == ["id", "src", *manifest["columns"]["added"]]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s2s_core.corpus.chunk import Translate, translate_chunk
 from s2s_core.corpus.plan import JobPlan, JobSpec, ModelIdentity, Numerics, plan_job
+from s2s_core.corpus.verify import output_parts
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.storage import Store
 from tests.s2s_core.synthetic import reverse_pairs
@@ -60,3 +62,8 @@ def run_job(translator: Translator, spec: JobSpec, decode: DecodeConfig = DECODE
     records = [translate_chunk(spec, plan.fingerprint, c, loader(translator, decode, loads))
                for i, c in enumerate(plan.chunks) if only is None or i in only]
     return plan, records
+
+
+def read_output(output: str | Path) -> pl.DataFrame:
+    """A verified output's rows in corpus order (its parts in chunk-index order)."""
+    return pl.concat([pl.read_parquet(p) for p in output_parts(Store(str(output)))])

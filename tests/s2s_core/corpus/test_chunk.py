@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
-import polars as pl
 import pytest
 
 from s2s_core.corpus.plan import PlanMismatchError, plan_job
 from s2s_core.corpus.verify import VerificationError, read_chunk_index, verify_output
 from s2s_core.inference.translator import DecodeConfig
-from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, reverse_corpus, run_job, write_corpus
+from tests.s2s_core.corpus.helpers import (
+    DECODE,
+    MODEL,
+    NUMERICS,
+    job,
+    read_output,
+    reverse_corpus,
+    run_job,
+    write_corpus,
+)
 
 
 def test_resumed_job_translates_only_uncommitted_chunks_and_verifies(tmp_path, translator):
@@ -32,8 +40,8 @@ def test_resumed_job_translates_only_uncommitted_chunks_and_verifies(tmp_path, t
     index = read_chunk_index(spec.output)
     assert [c["rows_out"] for c in index] == [20, 20, 10, 20, 17]
     assert sum(sum(c["statuses"].values()) for c in index) == 87 == sum(manifest["statuses"].values())
-    out = pl.read_parquet(str(tmp_path / "out/part-*.parquet"))
-    assert out.columns == ["id", "src", "n", "translation", "score", "status", "segments"]
+    out = read_output(tmp_path / "out")
+    assert out.columns == ["id", "src", "n", "translation", "score", "status", "segments", "flags"]
     assert out["id"].to_list() == [f"r{i}" for i in range(87)]
     # A different chunk size (or model, or search) would mix two plans in one output.
     with pytest.raises(PlanMismatchError, match="different chunk_rows"):
@@ -46,8 +54,9 @@ def test_parts_record_segments_and_with_n_best_a_list_of_alternatives(tmp_path, 
     texts = ["a b c", "d e\nf g h", None, "", "l k j"]
     write_corpus(tmp_path / "in/0.parquet", [f"r{i}" for i in range(len(texts))], texts, row_group_size=10)
     decode = DecodeConfig(beam_size=3, n_best=2, max_len_extra=2)
-    run_job(translator, job(tmp_path / "in", tmp_path / "out", chunk_rows=3), decode)
-    out = pl.read_parquet(str(tmp_path / "out/part-*.parquet"))
+    spec = job(tmp_path / "in", tmp_path / "out", chunk_rows=3)
+    verify_output(spec, run_job(translator, spec, decode)[0])
+    out = read_output(tmp_path / "out")
     assert out["segments"].to_list() == [1, 2, 0, 0, 1]
     assert out["translation"][1].count("\n") == 1  # the row's line break kept between its lines
     nbest = out["nbest"].to_list()  # every row has its list (empty for empty input)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from s2s_core.corpus.files import cut_chunks, open_corpus, read_chunk
+from s2s_core.corpus.files import cut_chunks, is_chunk_id, open_corpus, read_chunk
 from s2s_core.corpus.plan import plan_job
 from s2s_core.storage import Store
 from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, reverse_corpus
@@ -20,7 +20,9 @@ def test_chunks_cover_every_row_once_in_order_with_stable_ids(tmp_path):
     corpus = open_corpus(input)
     chunks = cut_chunks(corpus, chunk_rows=25)
     assert [c.id for c in chunks] == [c.id for c in cut_chunks(open_corpus(Store(url)), 25)]
-    assert [c.id for c in chunks] == sorted(c.id for c in chunks)
+    # Ids are content-addressed: "<hash of relative path + fingerprint>-<start>-<stop>".
+    assert all(is_chunk_id(c.id) and c.id.endswith(f"-{c.start:010d}-{c.stop:010d}") for c in chunks)
+    assert len({c.id.split("-")[0] for c in chunks}) == 3
     assert all(0 < c.rows <= 25 for c in chunks)
     # Row groups of 10 rows are packed two to a chunk, never split.
     assert [(c.file_index, c.start, c.stop) for c in chunks] == [

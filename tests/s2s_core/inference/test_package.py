@@ -90,3 +90,18 @@ def test_tied_and_shared_embeddings_survive_the_round_trip(package_dir):
     assert model.generator.weight is model.decoder.embedding.weight
     assert model.decoder.embedding is model.encoder.embedding
     assert not torch.all(model.generator.weight == 0)
+
+
+def test_the_package_records_its_source_language_and_splits_long_inputs_by_its_rules(reverse_task, tmp_path):
+    text = "Vino la Dra. Pérez. Se fue."  # English rules end a sentence after "Dra."
+    spanish, older = str(tmp_path / "es"), str(tmp_path / "older")
+    save_package(spanish, reverse_task.model, reverse_task.tokenizers, extra={"source_language": "es"})
+    save_package(older, reverse_task.model, reverse_task.tokenizers)  # written before it was recorded
+
+    def sentences(translator: Translator) -> list[str]:
+        return [text[a:b] for a, b in translator.splitter.sentences(text, 0, len(text))]
+
+    assert sentences(load_package(spanish).translator(device="cpu")) == ["Vino la Dra. Pérez.", "Se fue."]
+    assert sentences(load_package(older).translator(device="cpu")) == ["Vino la Dra.", "Pérez.", "Se fue."]
+    assert sentences(load_package(spanish).translator(device="cpu", language="en")) == [
+        "Vino la Dra.", "Pérez.", "Se fue."]  # an explicit language wins

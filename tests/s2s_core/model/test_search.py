@@ -186,3 +186,33 @@ def test_beam_rejects_bad_arguments(reverse_task):
         beam_search(reverse_task.model, padded, lengths, beam_size=2, n_best=3)
     with pytest.raises(ValueError, match="too large for a vocabulary"):
         beam_search(reverse_task.model, padded, lengths, beam_size=100)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("trained", [True, False])
+def test_coverage_is_the_attention_summed_over_target_steps(reverse_task, beam, trained):
+    """The running sum kept during the search equals the sum of the full attention matrix.
+
+    With n_best = beam, hypotheses come from beams reordered by backpointers many times (and, with
+    the untrained model, some are cut at the length limit): coverage not reordered with the beams
+    would be another beam's sum.
+    """
+    if trained:
+        model = reverse_task.model
+    else:
+        torch.manual_seed(6)
+        model = build_model(reverse_model_config(reverse_task.tokenizers, dropout=0.0)).eval()
+    src, _ = reverse_pairs(16, seed=13, min_len=1, max_len=15)
+    sources = encode(reverse_task, src)
+    for source, nbest in zip(sources, search(model, sources, beam), strict=True):
+        for h in nbest:
+            assert h.coverage.shape == (len(source),)
+            torch.testing.assert_close(h.coverage, h.attention.sum(0), atol=1e-5, rtol=1e-5)
+    # without attention requested the coverage is still there, and the same
+    padded, lengths = pad_sequences(sources)
+    plain = (greedy_search(model, padded, lengths) if beam == 1
+             else beam_search(model, padded, lengths, beam_size=beam, n_best=beam))
+    for with_attention, without in zip(search(model, sources, beam), plain, strict=True):
+        for a, b in zip(with_attention, without, strict=True):
+            assert a.tokens == b.tokens and b.attention is None
+            torch.testing.assert_close(a.coverage, b.coverage, atol=0, rtol=0)

@@ -1,0 +1,129 @@
+"""Quality flags: each rule on constructed inputs, their union over a row's pieces, batch invariance."""
+
+import pytest
+
+from s2s_core.inference import flags as qf
+from s2s_core.inference.flags import FlagThresholds, piece_flags
+from s2s_core.inference.translator import DecodeConfig, Translator
+
+TH = FlagThresholds()
+
+
+def clean(**overrides):
+    """A piece no rule flags, with ``overrides`` applied: the one rule under test then fires alone."""
+    piece = {"src_tokens": list(range(10, 20)), "tokens": list(range(30, 41)), "finished": True,
+             "src_pieces": [f"▁w{i}" for i in range(10)], "coverage": [1.0] * 10 + [0.5],
+             "src_text": "la casa de mi padre es grande", "out_text": "my father's house is big"}
+    return {**piece, **overrides}
+
+
+def test_a_clean_piece_has_no_flags():
+    assert piece_flags(**clean()) == ()
+
+
+@pytest.mark.parametrize(("n_tgt", "flagged"), [(4, True), (5, False), (20, False), (21, True)])
+def test_length_ratio(n_tgt, flagged):
+    # 10 source tokens; the default range is [0.5, 2.0]
+    assert (piece_flags(**clean(tokens=list(range(100, 100 + n_tgt)))) == ("length_ratio",)) == flagged
+
+
+def test_length_ratio_skips_short_sources():
+    assert not qf.length_ratio_out_of_range(TH.ratio_min_tokens - 1, 50)
+    assert qf.length_ratio_out_of_range(TH.ratio_min_tokens, 50)
+
+
+@pytest.mark.parametrize(("tokens", "flagged"), [
+    ([1, 5, 5, 5, 2], True),               # a token three times in a row
+    ([1, 5, 6, 5, 6, 5, 6, 7], True),      # a bigram looping
+    ([5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8], True),  # a 4-gram looping
+    ([1, 5, 5, 2, 5, 5], False),           # twice in a row is ordinary text ("very very")
+    ([5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9], False),  # a 5-gram: beyond repeat_max_n
+    (list(range(20)), False),
+])
+def test_repetition_loops(tokens, flagged):
+    assert qf.has_loop(tokens, TH.repeat_max_n, TH.repeat_times) == flagged
+
+
+def test_repetition_fires_for_a_hypothesis_cut_at_the_length_limit():
+    assert piece_flags(**clean(finished=False)) == ("repetition",)
+    assert piece_flags(**clean(tokens=[30, 31, 32, 31, 32, 31, 32, 33, 34, 35])) == ("repetition",)
+
+
+def test_low_attention_sums_a_words_subwords():
+    pieces = ["▁la", "▁cas", "ita", "▁roja"]
+    # "casita" gets 0.04 + 0.04 = 0.08 < 0.1: flagged; spread over its pieces, each would be too
+    assert piece_flags(**clean(src_pieces=pieces, coverage=[1.0, 0.04, 0.04, 1.0, 0.3])) == ("low_attention",)
+    # 0.06 + 0.06 = 0.12: the word as a whole was attended to, though each piece got little
+    assert piece_flags(**clean(src_pieces=pieces, coverage=[1.0, 0.06, 0.06, 1.0, 0.3])) == ()
+
+
+def test_low_attention_ignores_punctuation_and_missing_coverage():
+    pieces = ["▁casa", "▁.", "▁¿"]
+    assert piece_flags(**clean(src_pieces=pieces, coverage=[1.0, 0.0, 0.0])) == ()
+    assert piece_flags(**clean(src_pieces=["▁casa"], coverage=None)) == ()
+    assert qf.word_coverage(["▁a", "b", "▁c"], [0.25, 0.5, 1.0, 7.0]) == [("ab", 0.75), ("c", 1.0)]
+
+
+def test_copy():
+    src = "En el principio creó Dios los cielos y la tierra."
+    assert piece_flags(**clean(src_text=src, out_text=src)) == ("copy",)
+    shouted = "  EN el principio creó Dios los cielos y la tierra "
+    assert piece_flags(**clean(src_text=src, out_text=shouted)) == ("copy",)
+    english = "In the beginning God created the heavens and the earth."
+    assert piece_flags(**clean(src_text=src, out_text=english)) == ()
+    # short sources (a name, "Amén.") may legitimately come back unchanged
+    assert piece_flags(**clean(src_text="Jerusalén", out_text="Jerusalén")) == ()
+
+
+def test_flags_come_in_canonical_order_and_union_keeps_it():
+    fired = piece_flags(**clean(finished=False, tokens=[1] * 30, src_text="a" * 30, out_text="a" * 30))
+    assert fired == ("length_ratio", "repetition", "copy")
+    assert qf.union([("copy",), (), ("length_ratio", "copy"), ("repetition",)]) == \
+        ("length_ratio", "repetition", "copy")
+    assert qf.flag_counts([("copy",), (), ("copy", "repetition")]) == \
+        {"length_ratio": 0, "repetition": 1, "low_attention": 0, "copy": 2, "any": 2}
+
+
+class FlagOnLetter(Translator):
+    """Flags a piece ``copy`` when its source contains 'a', ``repetition`` when it contains 'd'."""
+
+    def _flags(self, src_ids, best, text):
+        (src,) = self.tokenizers.src.decode([src_ids])
+        words = src.split()
+        return qf.union([("copy",) if "a" in words else (), ("repetition",) if "d" in words else ()])
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_row_gets_the_union_of_its_pieces_flags(reverse_task, beam):
+    translator = FlagOnLetter(reverse_task.model, reverse_task.tokenizers)
+    out = translator.translate(["a b\nc d", "b c\nd e", "b c", "", None], DecodeConfig(beam_size=beam))
+    assert [t.segments for t in out] == [2, 2, 1, 0, 0]
+    assert [t.flags for t in out] == [("repetition", "copy"), ("repetition",), (), (), ()]
+
+
+def test_empty_and_failed_rows_have_no_flags(reverse_task):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers,
+                            thresholds=FlagThresholds(min_coverage=100.0))  # every word "unattended"
+    ok, empty = translator.translate(["a b c", "  "])
+    assert ok.flags == ("low_attention",) and empty.flags == ()
+
+    class Failing(Translator):
+        def _search(self, sources, config):
+            raise RuntimeError("not enough memory")
+
+    (failed,) = Failing(reverse_task.model, reverse_task.tokenizers,
+                        thresholds=FlagThresholds(min_coverage=100.0)).translate(["a b c"])
+    assert failed.status == "failed" and failed.flags == ()
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_flags_do_not_depend_on_batch_composition(reverse_task, beam):
+    from tests.s2s_core.synthetic import reverse_pairs
+    src, _ = reverse_pairs(30, seed=21, min_len=1, max_len=20)
+    # thresholds near the middle of the data, so that many rows sit close to a boundary
+    translator = Translator(reverse_task.model, reverse_task.tokenizers,
+                            thresholds=FlagThresholds(min_coverage=0.9, ratio_min_tokens=1, max_ratio=1.0))
+    config = DecodeConfig(beam_size=beam)
+    together = translator.translate(src, config)
+    assert any(t.flags for t in together) and not all(t.flags for t in together)
+    assert [t.flags for t in together] == [translator.translate([s], config)[0].flags for s in src]
