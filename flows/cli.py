@@ -352,8 +352,9 @@ and joined back with their own whitespace.""")
     tr.add_argument("--n-best", type=int, default=1, metavar="N", help="hypotheses per input (≤ --beam)")
     tr.add_argument("--max-tokens", type=int, default=6000, metavar="N", help="source tokens per batch")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    tr.add_argument("--src-lang", default="en", metavar="CODE",
-                    help="source language (ISO 639 code) for sentence splitting of over-long lines")
+    tr.add_argument("--src-lang", metavar="CODE",
+                    help="source language (ISO 639 code) for sentence splitting of over-long lines "
+                         "(default: the one the model package records)")
     tr.add_argument("--window", type=int, default=2000, metavar="LINES",
                     help="text: lines translated together")
     tr.add_argument("--text-column", default="src", help="Parquet: column to translate")

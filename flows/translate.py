@@ -46,8 +46,10 @@ def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) 
     if planned is None:
         reason = f"skipped: no serving model yet (nothing has been promoted in {config.model})"
         return Completed(message=reason, data=record_skip(config, reason))
-    # A registry URL is resolved once, and with output_per_version so is the output directory.
-    config = config.model_copy(update={"model": planned.model_url, "output": planned.output})
+    # A registry URL is resolved once (with output_per_version, so is the output directory; without
+    # --src-lang, the source language is the package's): every chunk uses the same.
+    config = config.model_copy(update={"model": planned.model_url, "output": planned.output,
+                                       "source_language": planned.source_language})
     progress = ChunkProgress(planned.plan, planned.pending, config.output)
     try:
         with chunk_runner(config) as runner:

@@ -128,9 +128,10 @@ class TranslateConfig(Strict):
     amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
     workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
     dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
-    source_language: str = Field(DEFAULT_LANGUAGE, min_length=2,
-                                 description="source language (ISO 639 code) whose sentence rules split "
-                                             "over-long rows")
+    source_language: str | None = Field(None, min_length=2,
+                                        description="source language (ISO 639 code) whose sentence rules "
+                                                    "split over-long rows; default: the one the model "
+                                                    "package records")
     retry_failed: bool = Field(False, description="translate the failed rows of committed chunks again "
                                                   "(rows that ran out of memory even alone)")
     output_per_version: bool = Field(

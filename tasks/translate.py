@@ -43,6 +43,7 @@ from s2s_core.corpus.verify import MANIFEST, remove_stale, verify_output
 from s2s_core.device import amp_dtype, resolve_device
 from s2s_core.inference.flags import DEFAULT_THRESHOLDS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
+from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
@@ -74,6 +75,11 @@ def model_identity(model_url: str, storage_options: dict) -> ModelIdentity:
     package = read_package_config(model_url, storage_options)
     weights = package["files"].get(WEIGHTS, {})
     return ModelIdentity(model_url, package.get("name"), package.get("version"), weights.get("sha256"))
+
+
+def package_source_language(model_url: str, storage_options: dict) -> str:
+    """The source language a package records (English for packages written before it did)."""
+    return read_package_config(model_url, storage_options).get("source_language") or DEFAULT_LANGUAGE
 
 
 def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
@@ -165,6 +171,7 @@ class PlannedTranslation:
     pending: list[Chunk]
     model_url: str
     output: str
+    source_language: str
 
 
 @task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
@@ -184,6 +191,9 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
     if config.output_per_version:
         version = model_url.rstrip("/").rsplit("/", 1)[-1]
         config = config.model_copy(update={"output": storage.join(config.output, version)})
+    if config.source_language is None:  # the package's own, pinned in the plan like any setting
+        config = config.model_copy(update={"source_language": package_source_language(
+            model_url, config.storage_options)})
     spec = job_spec(config)
     spec.output.check_exclusive_create()  # commit markers are only as safe as the store's conditional puts
     plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode, numerics(config),
@@ -206,7 +216,7 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
         logger.info("--retry-failed: %d committed chunk(s) hold failed rows", len(retry))
         order = {c.id: i for i, c in enumerate(plan.chunks)}  # ids do not sort in corpus order
         pending = sorted([*pending, *retry], key=lambda c: order[c.id])
-    return PlannedTranslation(plan, pending, model_url, config.output)
+    return PlannedTranslation(plan, pending, model_url, config.output, config.source_language)
 
 
 def with_failed_rows(spec: JobSpec, chunks: list[Chunk]) -> list[Chunk]:

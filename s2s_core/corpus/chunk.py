@@ -230,6 +230,7 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
     part_bytes = commit.write_part(spec.output, chunk.id, table)
     still = done.statuses.get("failed", 0)
     record = {**marker, "part_bytes": part_bytes, "statuses": dict(Counter(statuses)),
+              "flags": flag_counts(table.column("flags").combine_chunks()),  # retried rows may be flagged
               "target_tokens": marker["target_tokens"] + done.target_tokens,
               "retried": {"rows": len(failed), "still_failed": still,
                           "seconds": round(time.perf_counter() - started, 4),

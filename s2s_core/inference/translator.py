@@ -8,6 +8,7 @@ Any other error propagates.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class Translation:
     error: str | None = None
     segments: int = 1  # pieces translated apart (lines; sentences of over-long lines); 0 when empty
     flags: tuple[str, ...] = ()  # quality flags (``flags.FLAGS`` order); none for empty and failed rows
+    # With n-best: each alternative's (search ranking score, token count), aligned with ``nbest``;
+    # what a row of several pieces needs to rank the combinations of its pieces' alternatives.
+    ranking: list[tuple[float, int]] | None = None
 
 
 def mean_log_prob(hyp: Hypothesis) -> float:
@@ -148,8 +152,10 @@ class Translator:
             texts_nbest = self.tokenizers.tgt.decode([h.tokens for h in result])
             nbest = ([(t, mean_log_prob(h)) for t, h in zip(texts_nbest, result, strict=True)]
                      if config.n_best > 1 else None)
+            ranking = [(h.norm_score, len(h.tokens)) for h in result] if config.n_best > 1 else None
             out.append(Translation(texts_nbest[0], mean_log_prob(best), status, ids, best.tokens,
-                                   best.attention, nbest, flags=self._flags(ids, best, texts_nbest[0])))
+                                   best.attention, nbest, flags=self._flags(ids, best, texts_nbest[0]),
+                                   ranking=ranking))
         return out
 
     def _flags(self, src_ids: list[int], best: Hypothesis, text: str) -> tuple[str, ...]:
@@ -205,6 +211,41 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
 
 
+def best_combinations(row: Segmented, pieces: Sequence[Translation], n: int) -> list[tuple[str, float]]:
+    """The ``n`` best alternatives of a row of several pieces, best first.
+
+    An alternative picks one of each piece's alternatives. Pieces are searched independently, so the
+    row's ranking score of a pick is the sum of its pieces' (beam search's length-normalized scores)
+    and the ``n`` best picks are found exactly, best first, by expanding the best pick so far one
+    piece at a time (a heap over index vectors; each piece's list is sorted by that score). The first
+    pick is every piece's best: the row's translation. Each is scored like the row: its pieces' mean
+    token log-probs weighted by their lengths.
+    """
+    options = [list(zip(p.nbest, p.ranking, strict=True)) if p.nbest and p.ranking
+               else [((p.text, p.score), (0.0, len(p.tokens)))] for p in pieces]
+
+    def rank(pick: tuple[int, ...]) -> float:
+        return sum(options[i][k][1][0] for i, k in enumerate(pick))
+
+    first = (0,) * len(options)
+    heap, seen, picks = [(-rank(first), first)], {first}, []
+    while heap and len(picks) < n:
+        _, pick = heapq.heappop(heap)
+        picks.append(pick)
+        for i, k in enumerate(pick):
+            following = (*pick[:i], k + 1, *pick[i + 1:])
+            if k + 1 < len(options[i]) and following not in seen:
+                seen.add(following)
+                heapq.heappush(heap, (-rank(following), following))
+    out = []
+    for pick in picks:
+        chosen = [options[i][k] for i, k in enumerate(pick)]
+        weights = [tokens + 1 for _, (_, tokens) in chosen]
+        score = sum(s * w for ((_, s), _), w in zip(chosen, weights, strict=True)) / sum(weights)
+        out.append((row.join([text for (text, _), _ in chosen]), score))
+    return out
+
+
 def merge(row: Segmented, pieces: Sequence[Translation], config: DecodeConfig) -> Translation:
     """A row's result from its pieces' results: the texts joined into the row's layout, the score
     averaged over target tokens, the worst status (failed, then truncated, then ok)."""
@@ -221,16 +262,8 @@ def merge(row: Segmented, pieces: Sequence[Translation], config: DecodeConfig) -
                            segments=len(pieces))
     status = "truncated" if any(p.status == "truncated" for p in pieces) else "ok"
 
-    def combined(choices: Sequence[tuple[str, float]]) -> tuple[str, float]:
-        score = sum(s * w for (_, s), w in zip(choices, weights, strict=True)) / sum(weights)
-        return row.join([text for text, _ in choices]), score
-
-    text, score = combined([(p.text, p.score) for p in pieces])
-    nbest = None
-    if config.n_best > 1:
-        # The row's k-th alternative joins each piece's k-th (or its last, if it has fewer).
-        alternatives = [p.nbest or [(p.text, p.score)] for p in pieces]  # an empty piece: its ""
-        nbest = [combined([a[min(k, len(a) - 1)] for a in alternatives])
-                 for k in range(max(len(a) for a in alternatives))]
+    text = row.join([p.text for p in pieces])
+    score = sum(p.score * w for p, w in zip(pieces, weights, strict=True)) / sum(weights)
+    nbest = best_combinations(row, pieces, config.n_best) if config.n_best > 1 else None
     return Translation(text, score, status, src_tokens, [tok for p in pieces for tok in p.tokens],
                        nbest=nbest, segments=len(pieces), flags=union(p.flags for p in pieces))

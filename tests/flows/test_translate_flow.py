@@ -312,4 +312,6 @@ def test_rows_out_of_memory_alone_are_counted_exit_3_and_retried_with_retry_fail
     summary = json.loads(capsys.readouterr().out)
     assert summary["failed_rows"] == 0 and summary["this_run"]["rows_retried"] == len(failed)
     assert read_parts(out).equals(read_parts(tmp_path / "clean"))  # exactly those rows, as a clean run
-    assert json.loads((out / "manifest.json").read_text())["statuses"].get("failed", 0) == 0
+    retried = json.loads((out / "manifest.json").read_text())
+    assert retried["statuses"].get("failed", 0) == 0
+    assert retried["flags"] == json.loads((tmp_path / "clean/manifest.json").read_text())["flags"]

@@ -49,3 +49,21 @@ def test_overrides_change_one_field_and_n_best_fills_a_list_column(tiny_run, tmp
     manifest = json.loads(Path(result["manifest"]).read_text())
     assert manifest["columns"]["added"] == ["translation", "score", "status", "segments", "flags", "nbest"]
     assert out.columns == ["id", "src", *manifest["columns"]["added"]]
+
+
+def test_the_source_language_defaults_to_the_packages_and_is_pinned_in_the_plan(tiny_run, tmp_path):
+    import shutil
+
+    _, trained = tiny_run
+    spanish = tmp_path / "model-es"
+    shutil.copytree(trained["model"], spanish)
+    package = json.loads((spanish / "config.json").read_text())
+    assert package["source_language"] == "en"
+    (spanish / "config.json").write_text(json.dumps({**package, "source_language": "es"}))
+    corpus = bible_corpus(tmp_path / "in", 10, files=1)
+
+    translate_flow(config_for(str(spanish), corpus, tmp_path / "default", workers=1, use_memory=False))
+    translate_flow(config_for(str(spanish), corpus, tmp_path / "explicit", workers=1, use_memory=False,
+                              source_language="en"))
+    assert json.loads((tmp_path / "default/_plan.json").read_text())["source_language"] == "es"
+    assert json.loads((tmp_path / "explicit/_plan.json").read_text())["source_language"] == "en"

@@ -1,5 +1,7 @@
 """Rows of several lines and over-long rows are translated piece by piece and joined back."""
 
+import itertools
+
 import pytest
 
 from s2s_core.inference.translator import DecodeConfig, Translator
@@ -47,8 +49,25 @@ def test_piece_results_combine_into_the_rows_score_and_n_best(translator):
     first, second = translator.translate(["a b c", "d e f"], config)
     weights = [len(first.tokens) + 1, len(second.tokens) + 1]
     assert row.score == pytest.approx((first.score * weights[0] + second.score * weights[1]) / sum(weights))
-    pairs = zip(first.nbest, second.nbest, strict=True)
-    assert [text for text, _ in row.nbest] == [f"{a}\n{b}" for (a, _), (b, _) in pairs]
+    assert row.nbest[0] == (row.text, pytest.approx(row.score))
+
+
+def test_the_n_best_of_a_row_of_pieces_are_its_best_combinations(translator):
+    """Every pick of one alternative per piece, ranked by the sum of the pieces' search scores: the
+    row's n-best are exactly the top picks (not each piece's k-th alternative joined)."""
+    lines = ["a b c d", "e f g", "h i j k l"]
+    config = DecodeConfig(beam_size=4, n_best=4)
+    (row,) = translator.translate(["\n".join(lines)], config)
+    pieces = translator.translate(lines, config)
+    picks = sorted(itertools.product(*(range(len(p.nbest)) for p in pieces)),
+                   key=lambda pick: -sum(p.ranking[k][0] for p, k in zip(pieces, pick, strict=True)))[:4]
+    expected = []
+    for pick in picks:
+        chosen = [(p.nbest[k], p.ranking[k][1] + 1) for p, k in zip(pieces, pick, strict=True)]
+        score = sum(s * w for (_, s), w in chosen) / sum(w for _, w in chosen)
+        expected.append(("\n".join(text for (text, _), _ in chosen), pytest.approx(score)))
+    assert row.nbest == expected
+    assert picks[1] != (1, 1, 1)  # the case the k-th-joined approximation got wrong
 
 
 def test_rows_with_pieces_keep_input_order_among_plain_rows(translator):
