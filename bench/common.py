@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,4 +21,24 @@ def emit(result: dict, out: Path | None) -> dict:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+    return result
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every translation benchmark takes: how a run translates, where results go."""
+    parser.add_argument("--chunk-rows", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="one keeps the outside-model share exact")
+    parser.add_argument("--max-tokens", type=int, default=6000)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workdir", type=Path, help="keep corpora and outputs here (default: a temp dir)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one measured run, in a fresh process
+
+
+def run_child(args: argparse.Namespace, run: Callable[[dict], dict]) -> dict | None:
+    """With ``--child SPEC``: run that one measurement, print its JSON and return it; else None."""
+    if not args.child:
+        return None
+    result = run(json.loads(args.child))
+    print(json.dumps(result))
     return result

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import emit, peak_rss_mb
+from common import add_run_options, emit, peak_rss_mb, run_child
 from translate_bench import prefect_api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def rewrite(path: Path, replacements: list[str], row_group_rows: int) -> None:
     pq.write_table(table, path, row_group_size=row_group_rows)
 
 
-def run_child(spec: dict) -> dict:
+def measured_run(spec: dict) -> dict:
     """One translation through the flow (in this fresh process): its wall time and manifest."""
     from flows.translate import translate_flow
     from tasks.config import TranslateConfig
@@ -129,11 +129,6 @@ def compare(incremental: Path, scratch: Path) -> dict:
 
 def memory_overrides(enabled: bool, url: Path) -> list[str]:
     """Overrides that put the translation memory at ``url`` or turn it off (none if the config has none)."""
-    from tasks.config import TranslateConfig
-
-    fields = TranslateConfig.model_fields
-    if "use_memory" not in fields:
-        return []
     return [f"memory={url}"] if enabled else ["use_memory=false"]
 
 
@@ -145,23 +140,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--files", type=int, default=20, help="files of the first day's corpus")
     parser.add_argument("--added", type=float, default=0.10, help="share of new rows on the second day")
     parser.add_argument("--changed-rows", type=int, default=10, help="rows changed in the rewritten file")
-    parser.add_argument("--chunk-rows", type=int, default=2000)
     parser.add_argument("--row-group-rows", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--beam", type=int, default=1)
-    parser.add_argument("--max-tokens", type=int, default=6000)
-    parser.add_argument("--device", default="auto")
+    add_run_options(parser)
     parser.add_argument("--no-memory", action="store_true", help="turn the translation memory off")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="translate-config override for every run (repeatable)")
-    parser.add_argument("--workdir", type=Path, help="keep corpora and outputs here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        result = run_child(json.loads(args.child))
-        print(json.dumps(result))
+    if (result := run_child(args, measured_run)) is not None:
         return result
     if not args.model:
         parser.error("--model is required")

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from common import emit, peak_rss_mb
+from common import add_run_options, emit, peak_rss_mb, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bible-es-en" / "test.parquet"
@@ -57,7 +57,7 @@ def build_corpus(base: Path, rows: int, path: Path, row_group_rows: int) -> Path
     return path
 
 
-def run_child(spec: dict) -> dict:
+def measured_run(spec: dict) -> dict:
     """One measured translation (in this fresh process): the flow end to end, then its manifest."""
     from flows.translate import run_translation
     from tasks.config import TranslateConfig
@@ -137,18 +137,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--beam", type=int, nargs="+", default=[1, 5], help="beam sizes (1 = greedy)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="corpus sizes for the peak-RSS comparison (greedy, first --beam)")
-    parser.add_argument("--chunk-rows", type=int, default=2000)
     parser.add_argument("--row-group-rows", type=int, default=10_000, help="row group size of the corpus")
-    parser.add_argument("--workers", type=int, default=1, help="one keeps the outside-model share exact")
-    parser.add_argument("--max-tokens", type=int, default=6000)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workdir", type=Path, help="keep corpora and outputs here (default: a temp dir)")
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
-    if args.child:
-        result = run_child(json.loads(args.child))
-        print(json.dumps(result))
+    if (result := run_child(args, measured_run)) is not None:
         return result
     if not args.model:
         parser.error("--model is required")

@@ -70,16 +70,15 @@ def job_spec(config: TranslateConfig) -> JobSpec:
                    config.id_column, config.chunk_rows)
 
 
-def model_identity(model_url: str, storage_options: dict) -> ModelIdentity:
-    """Name, version and weights checksum of a package, from its config only (fast, no weights)."""
-    package = read_package_config(model_url, storage_options)
+def model_identity(model_url: str, package: dict) -> ModelIdentity:
+    """Name, version and weights checksum of a package, from its config (``read_package_config``)."""
     weights = package["files"].get(WEIGHTS, {})
     return ModelIdentity(model_url, package.get("name"), package.get("version"), weights.get("sha256"))
 
 
-def package_source_language(model_url: str, storage_options: dict) -> str:
-    """The source language a package records (English for packages written before it did)."""
-    return read_package_config(model_url, storage_options).get("source_language") or DEFAULT_LANGUAGE
+def package_source_language(package: dict) -> str:
+    """The source language a package config records (English for packages written before it did)."""
+    return package.get("source_language") or DEFAULT_LANGUAGE
 
 
 def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
@@ -92,7 +91,7 @@ def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
 
 def preflight(config: TranslateConfig) -> None:
     """Fail fast, before any run starts, on a missing model or input, or a missing column."""
-    model_identity(resolve_model(config.model, config.storage_options), config.storage_options)
+    read_package_config(resolve_model(config.model, config.storage_options), config.storage_options)
     open_input(job_spec(config))
 
 
@@ -191,12 +190,12 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
     if config.output_per_version:
         version = model_url.rstrip("/").rsplit("/", 1)[-1]
         config = config.model_copy(update={"output": storage.join(config.output, version)})
+    package = read_package_config(model_url, config.storage_options)  # read once: identity and language
     if config.source_language is None:  # the package's own, pinned in the plan like any setting
-        config = config.model_copy(update={"source_language": package_source_language(
-            model_url, config.storage_options)})
+        config = config.model_copy(update={"source_language": package_source_language(package)})
     spec = job_spec(config)
     spec.output.check_exclusive_create()  # commit markers are only as safe as the store's conditional puts
-    plan = plan_job(spec, model_identity(model_url, config.storage_options), config.decode, numerics(config),
+    plan = plan_job(spec, model_identity(model_url, package), config.decode, numerics(config),
                     config.source_language)
     committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
