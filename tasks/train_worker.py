@@ -25,7 +25,7 @@ from s2s_core.storage import Store
 from s2s_core.text.prepare import read_parquet
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.data import make_examples
-from s2s_core.training.distributed import ProcessGroup, init_from_env, shutdown
+from s2s_core.training.distributed import ProcessGroup, process_group_from_env
 from s2s_core.training.state import TrainState
 from s2s_core.training.trainer import Trainer
 
@@ -83,13 +83,10 @@ def print_event(kind: str, record: dict) -> None:
 def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as f:
         job = TrainingJob.from_json(f.read())
-    group = init_from_env()
-    # One line per rank: the train task relays every rank's output into its log, tagged with the rank.
-    print(f"process {group.rank} of {group.world_size} started (pid {os.getpid()})", flush=True)
-    try:
+    with process_group_from_env() as group:
+        # One line per rank: the train task relays every rank's output into its log, tagged with the rank.
+        print(f"process {group.rank} of {group.world_size} started (pid {os.getpid()})", flush=True)
         run_job(job, print_event if group.is_main else (lambda kind, record: None), group)
-    finally:
-        shutdown(group)
     return 0
 
 

@@ -7,6 +7,8 @@ a plain process is rank 0 of 1 and every helper here is then a no-op.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +74,18 @@ def all_reduce_sum(value: float, group: ProcessGroup, device: torch.device) -> f
 def shutdown(group: ProcessGroup) -> None:
     if group.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group_from_env() -> Iterator[ProcessGroup]:
+    """The torchrun process group for the block's duration, torn down on the way out."""
+    group = init_from_env()
+    try:
+        yield group
+        # Why: a gloo rank that destroys its group while a peer's last send is still in flight
+        # makes the peer abort ("terminate called without an active exception", SIGABRT).
+        # Only on success: after a failure the peers may never reach the barrier.
+        if group.enabled:
+            dist.barrier()
+    finally:
+        shutdown(group)

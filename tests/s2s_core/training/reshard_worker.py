@@ -12,7 +12,7 @@ import torch
 from s2s_core.model.seq2seq import build_model
 from s2s_core.storage import Store
 from s2s_core.training.config import TrainConfig
-from s2s_core.training.distributed import init_from_env, shutdown
+from s2s_core.training.distributed import process_group_from_env
 from s2s_core.training.trainer import Trainer
 from tests.s2s_core.conftest import reverse_examples, reverse_model_config
 from tests.s2s_core.synthetic import reverse_tokenizers
@@ -32,10 +32,7 @@ def trainer(checkpoints: str, max_steps: int, group=None) -> Trainer:
 
 
 if __name__ == "__main__":
-    group = init_from_env()
-    try:
+    with process_group_from_env() as group:
         state = trainer(sys.argv[1], int(sys.argv[2]), group).fit()
         if group.is_main:
             print("STATE " + json.dumps(asdict(state)), flush=True)
-    finally:
-        shutdown(group)
