@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import sys
 import time
@@ -38,11 +39,29 @@ def reference_model_config(vocab_size: int) -> ModelConfig:
                        tie_embeddings=True, share_embeddings=True)
 
 
-def decode_speed(translator: Translator, src: list[str], refs: list[str], beam: int) -> dict:
+def best_is_average(history: list[dict]) -> bool:
+    """Whether the averaged weights beat every evaluated checkpoint (they are then the package's)."""
+    scores = [(r["dev_bleu"], r.get("weights") == "average") for r in history if "dev_bleu" in r]
+    best = max((bleu for bleu, average in scores if not average), default=float("-inf"))
+    return any(average and bleu > best for bleu, average in scores)
+
+
+def tune_alpha(translator: Translator, src: list[str], refs: list[str], alphas: list[float]) -> dict:
+    """Beam-5 dev BLEU for each length-penalty alpha; the test set is decoded with the best one."""
+    bleu = {}
+    for alpha in alphas:
+        out = translator.translate(src, DecodeConfig(beam_size=5, alpha=alpha, max_tokens=8000))
+        hyps = [t.text for t in out]
+        bleu[alpha] = round(corpus_scores(hyps, refs)["bleu"].score, 2)
+    return {"dev_bleu_by_alpha": bleu, "alpha": max(bleu, key=bleu.get)}
+
+
+def decode_speed(translator: Translator, src: list[str], refs: list[str], beam: int, alpha: float = 0.6
+                 ) -> dict:
     if translator.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    out = translator.translate(src, DecodeConfig(beam_size=beam, max_tokens=8000))
+    out = translator.translate(src, DecodeConfig(beam_size=beam, alpha=alpha, max_tokens=8000))
     if translator.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -64,6 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--eval-sentences", type=int, default=300, help="dev subset during training")
+    parser.add_argument("--average-decay", type=float, default=0.995, help="weight averaging; 0: off")
+    parser.add_argument("--alphas", type=float, nargs="*", default=[0.2, 0.6, 1.0, 1.4],
+                        help="length penalties tried on the full dev set after training (beam 5)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="auto", help="auto|bf16|fp16|none (CUDA only)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep checkpoints and the package here")
@@ -85,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_config = TrainConfig(max_minutes=args.minutes, max_tokens=args.max_tokens, lr=args.lr,
                                warmup_steps=args.warmup, eval_every=args.eval_every,
                                eval_max_sentences=args.eval_sentences, patience=None, log_every=50,
-                               checkpoint_every=0, device=args.device, amp=args.amp)
+                               checkpoint_every=0, device=args.device, amp=args.amp,
+                               average_decay=args.average_decay or None)
     checkpoints = Store(str(args.workdir / "checkpoints")) if args.workdir else None
     trainer = Trainer(model, tokenizers, train_config, examples, split["dev"]["src"].to_list(),
                       split["dev"]["tgt"].to_list(), checkpoints=checkpoints)
@@ -98,8 +121,11 @@ def main(argv: list[str] | None = None) -> dict:
     model.load_state_dict(trainer.best_weights())
     translator = Translator(model, tokenizers, trainer.device, amp=args.amp)
     test_src, test_ref = split["test"]["src"].to_list(), split["test"]["tgt"].to_list()
+    dev_src, dev_ref = split["dev"]["src"].to_list(), split["dev"]["tgt"].to_list()
+    tuning = tune_alpha(translator, dev_src, dev_ref, args.alphas) if args.alphas else {"alpha": 0.6}
     decode = {"greedy": decode_speed(translator, test_src, test_ref, beam=1),
-              "beam5": decode_speed(translator, test_src, test_ref, beam=5)}
+              "beam5": decode_speed(translator, test_src, test_ref, beam=5, alpha=tuning["alpha"]),
+              "length_penalty": tuning}
     if args.workdir:
         save_package(str(args.workdir / "model"), model, tokenizers, weights=trainer.best_weights(),
                      metrics={"history": trainer.history, "test": decode})
@@ -109,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "train_bench",
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
                     "torch": torch.__version__},
@@ -122,9 +149,11 @@ def main(argv: list[str] | None = None) -> dict:
                      "target_tokens_per_second": round(
                          state.target_tokens / max(state.elapsed_seconds - state.eval_seconds, 1e-9), 1),
                      "corpus_target_tokens": target_tokens, "stop_reason": state.stop_reason,
-                     "best_dev_bleu": round(state.best_bleu, 2), "best_step": state.best_step},
+                     "best_dev_bleu": round(state.best_bleu, 2), "best_step": state.best_step,
+                     "best_is_average": best_is_average(trainer.history)},
         "dev_bleu_over_time": [{"step": r["step"], "minutes": round(r["elapsed_seconds"] / 60, 2),
-                                "dev_bleu": round(r["dev_bleu"], 2), "dev_chrf": round(r["dev_chrf"], 2)}
+                                "dev_bleu": round(r["dev_bleu"], 2), "dev_chrf": round(r["dev_chrf"], 2),
+                                "weights": r.get("weights", "current")}
                                for r in trainer.history if "dev_bleu" in r],
         "test": decode,
         "peak_rss_mb": peak_rss_mb(),

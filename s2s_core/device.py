@@ -23,7 +23,12 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``mode`` on ``device`` (None means fp32)."""
     if mode not in AMP_MODES:
         raise ValueError(f"amp must be one of {AMP_MODES}, got {mode!r}")
-    if device.type != "cuda" or mode == "none":
+    if mode == "none":
+        return None
+    if device.type == "cpu":
+        # bf16 on CPU only when asked: it pays where the CPU has native bf16 (AMX, AVX-512 BF16).
+        return torch.bfloat16 if mode == "bf16" else None
+    if device.type != "cuda":
         return None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from s2s_core.model.step_linear import StepLinear
+
 SCORERS = ("dot", "general", "additive", "cosine")
 
 
@@ -41,7 +43,7 @@ class Attention(nn.Module):
             self.key_proj = nn.Linear(key_dim, query_dim, bias=False)
         if kind == "additive":
             self.key_proj = nn.Linear(key_dim, hidden_dim, bias=False)
-            self.query_proj = nn.Linear(query_dim, hidden_dim, bias=True)
+            self.query_proj = StepLinear(query_dim, hidden_dim, bias=True)  # once per decoder step
             self.v = nn.Linear(hidden_dim, 1, bias=False)
         if kind == "cosine":
             # Cosine scores live in [-1, 1]: a learned inverse temperature lets the
@@ -49,10 +51,10 @@ class Attention(nn.Module):
             self.scale = nn.Parameter(torch.tensor(10.0))
 
     def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """Per-sentence precomputation ``[B, S, Dq or H]`` reused at every decoder step."""
+        """Per-sentence precomputation ``[B, S, Dq or H]`` (float32) reused at every decoder step."""
         if self.kind == "dot":
-            return keys
-        projected = self.key_proj(keys)
+            return keys.float()
+        projected = self.key_proj(keys).float()
         if self.kind == "cosine":
             projected = F.normalize(projected, dim=-1)
         return projected
@@ -78,6 +80,9 @@ class Attention(nn.Module):
         """Context ``[B, T, Dk]`` and weights ``[B, T, S]`` (sum to 1 over real positions, 0 on padding)."""
         if projected_keys is None:
             projected_keys = self.project_keys(keys)
-        weights = masked_softmax(self.score(query, projected_keys), mask)
-        context = torch.bmm(weights, keys)  # [B, T, Dk]
+        # Float32 with autocast off: per decoder step these are small products and element-wise
+        # work over [B, S, H], where bf16 costs a cast of the keys per step and slower CPU kernels.
+        with torch.autocast(query.device.type, enabled=False):
+            weights = masked_softmax(self.score(query.float(), projected_keys), mask)
+            context = torch.bmm(weights, keys.float())  # [B, T, Dk]
         return context, weights

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from s2s_core.model.attention import Attention
-from s2s_core.model.encoder import RNN_TYPES, EncoderOutput
+from s2s_core.model.cell import StackedCell, upgrade_rnn_state
+from s2s_core.model.encoder import EncoderOutput
+from s2s_core.model.step_linear import StepLinear, deferred_weight_grads
 
 
 @dataclass
@@ -48,11 +50,11 @@ class Bridge(nn.Module):
         if self.kind == "zero":
             zeros = enc.final.new_zeros(self.dec_layers, batch, self.dec_hidden)
             return (zeros, zeros.clone()) if self.lstm else zeros
-        hidden = self._layers(torch.tanh(self.hidden(enc.final)))
+        hidden = self._layers(torch.tanh(self.hidden(enc.final).float()))
         if not self.lstm:
             return hidden
         cell_source = enc.final_cell if enc.final_cell is not None else enc.final
-        return hidden, self._layers(self.cell(cell_source))
+        return hidden, self._layers(self.cell(cell_source).float())
 
 
 class Decoder(nn.Module):
@@ -65,13 +67,16 @@ class Decoder(nn.Module):
         self.embedding = embedding
         self.input_feeding = input_feeding
         self.hidden_size = hidden
-        rnn_input = embedding.embedding_dim + (hidden if input_feeding else 0)
-        self.rnn = RNN_TYPES[rnn_type](rnn_input, hidden, num_layers=layers, batch_first=True,
-                                       dropout=dropout if layers > 1 else 0.0)
+        self.cell = StackedCell(rnn_type, embedding.embedding_dim, hidden if input_feeding else 0, hidden,
+                                layers, dropout)
         self.bridge = Bridge(bridge, enc_dim, hidden, layers, lstm=rnn_type == "lstm")
         self.attention = Attention(attention, hidden, enc_dim, attention_hidden)
-        self.combine = nn.Linear(hidden + enc_dim, hidden, bias=False)
+        self.combine = StepLinear(hidden + enc_dim, hidden, bias=False)
         self.dropout = nn.Dropout(dropout)
+        self._register_load_state_dict_pre_hook(self._upgrade_old_rnn)
+
+    def _upgrade_old_rnn(self, state_dict: dict, prefix: str, *_) -> None:
+        upgrade_rnn_state(state_dict, prefix, self.embedding.embedding_dim, self.cell.layers)
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         if enc.projected_keys is None:
@@ -82,7 +87,7 @@ class Decoder(nn.Module):
     def _attend(self, rnn_out: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """RNN outputs ``[B, T, H]`` → attentional states ``[B, T, H]`` and weights ``[B, T, S]``."""
         context, weights = self.attention(rnn_out, enc.states, enc.mask, enc.projected_keys)  # [B, T, De]
-        attentional = torch.tanh(self.combine(torch.cat([rnn_out, context], dim=-1)))
+        attentional = torch.tanh(self.combine(torch.cat([rnn_out, context], dim=-1)).float())
         return self.dropout(attentional), weights
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput, state: DecoderState
@@ -92,15 +97,24 @@ class Decoder(nn.Module):
         Returns attentional hidden states ``[B, T, H]``, attention weights ``[B, T, S]`` and the
         final state.
         """
-        embedded = self.dropout(self.embedding(tgt_in))
+        projected = self.cell.project_inputs(self.dropout(self.embedding(tgt_in)))  # [B, T, G*H]
+        with deferred_weight_grads([self.cell, self.attention, self.combine]):
+            return self._teacher_forced(projected, enc, state)
+
+    def _teacher_forced(self, projected: torch.Tensor, enc: EncoderOutput, state: DecoderState
+                        ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
         if not self.input_feeding:
-            # Without input feeding the recurrence does not depend on attention: one RNN call.
-            rnn_out, hidden = self.rnn(embedded, state.hidden)
-            attentional, weights = self._attend(rnn_out, enc)
+            # The recurrence does not depend on attention: attend over all steps at once afterwards.
+            rnn_out, hidden = [], state.hidden
+            for step_input in projected.unbind(1):
+                out, hidden = self.cell(step_input, None, hidden)
+                rnn_out.append(out)
+            attentional, weights = self._attend(torch.stack(rnn_out, 1), enc)
             return attentional, weights, DecoderState(hidden, None)
         outputs, all_weights = [], []
-        for t in range(tgt_in.size(1)):
-            attentional, weights, state = self.step(embedded[:, t], enc, state)
+        # unbind, not projected[:, t]: each slice's backward would write a zero-filled [B, T, G*H].
+        for step_input in projected.unbind(1):
+            attentional, weights, state = self._step(step_input, enc, state)
             outputs.append(attentional)
             all_weights.append(weights)
         return torch.stack(outputs, 1), torch.stack(all_weights, 1), state
@@ -108,8 +122,11 @@ class Decoder(nn.Module):
     def step(self, embedded: torch.Tensor, enc: EncoderOutput, state: DecoderState
              ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
         """One step from an embedded input ``[B, E]``: attentional hidden ``[B, H]``, weights ``[B, S]``."""
-        rnn_in = embedded if state.input_feed is None else torch.cat([embedded, state.input_feed], -1)
-        rnn_out, hidden = self.rnn(rnn_in.unsqueeze(1), state.hidden)
-        attentional, weights = self._attend(rnn_out, enc)
+        return self._step(self.cell.project_inputs(embedded), enc, state)
+
+    def _step(self, projected: torch.Tensor, enc: EncoderOutput, state: DecoderState
+              ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        rnn_out, hidden = self.cell(projected, state.input_feed, state.hidden)
+        attentional, weights = self._attend(rnn_out.unsqueeze(1), enc)
         attentional, weights = attentional.squeeze(1), weights.squeeze(1)
         return attentional, weights, DecoderState(hidden, attentional if self.input_feeding else None)

@@ -53,42 +53,49 @@ def greedy_search(
     return_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Arg-max decoding of each sentence; returns a one-element n-best list per sentence."""
-    batch = src.size(0)
+    batch, device = src.size(0), src.device
     limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, model.config.max_tgt_len)
-    limit_t = torch.tensor(limits, device=src.device)  # [B]
+    limit_t = torch.tensor(limits, device=device)  # [B]
     enc = model.encode(src, src_lengths)  # states [B, S, De]
     state = model.init_state(enc)
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)  # [B] last token
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)  # [B]
-    scores = torch.zeros(batch, device=src.device)  # [B]
-    steps: list[torch.Tensor] = []  # per step: [B]
-    attn: list[torch.Tensor] = []  # per step: [B, S]
-    coverage = torch.zeros(batch, src.size(1), device=src.device)  # [B, S] float32 attention sums
-    # Finished rows keep being decoded (the batch stays rectangular); their tokens are masked
-    # to EOS and their log-probs to 0, so they do not change.
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)  # [A] last token
+    active = torch.arange(batch, device=device)  # [A] sentence of each decoder row
+    tokens = torch.full((batch, max(limits)), EOS_ID, dtype=torch.long, device=device)  # [B, steps]
+    scores = torch.zeros(batch, device=device)  # [B]
+    emitted = torch.zeros(batch, dtype=torch.long, device=device)  # [B] steps each sentence took
+    attn = (torch.zeros(batch, max(limits), src.size(1), device=device)  # [B, steps, S]
+            if return_attention else None)
+    coverage = torch.zeros(batch, src.size(1), device=device)  # [B, S] float32 attention sums
     for t in range(max(limits)):
-        log_probs, weights, state = model.decode_step(prev, enc, state)  # [B, V], [B, S]
-        best_lp, prev = log_probs.max(dim=-1)  # [B], [B]
-        # ``done`` is from the previous step, so the EOS token's own log-prob is counted.
-        scores += best_lp.masked_fill(done, 0.0)
-        steps.append(prev.masked_fill(done, EOS_ID))
-        if return_attention:
-            attn.append(weights)
-        coverage += weights.float().masked_fill(done.unsqueeze(1), 0.0)
-        done |= (prev == EOS_ID) | (limit_t <= t + 1)
+        logits, weights, state = model.step_logits(prev, enc, state)  # [A, V], [A, S]
+        # Only the arg-max and its log-prob are needed: max − logsumexp, no [A, V] log-softmax.
+        logits = logits.float()
+        best, prev = logits.max(dim=-1)  # [A], [A]
+        scores[active] += best - logits.logsumexp(dim=-1)
+        tokens[active, t] = prev
+        if attn is not None:
+            attn[active, t] = weights.float()
+        coverage[active] += weights.float()
+        emitted[active] = t + 1
+        done = (prev == EOS_ID) | (limit_t[active] <= t + 1)  # [A]
         if bool(done.all()):
             break
-    tokens = torch.stack(steps, 1).tolist()  # [B][steps]
-    attn_t = torch.stack(attn, 1).float().cpu() if return_attention else None  # [B, steps, S]
+        if bool(done.any()):
+            # Finished sentences leave the batch: the others' rows do not depend on them.
+            keep = (~done).nonzero().squeeze(1)  # [A']
+            active, prev = active[keep], prev[keep]
+            enc, state = enc.index_select(keep), state.index_select(keep)
+    tokens_list, emitted_list = tokens.tolist(), emitted.tolist()
+    attn_t = attn.cpu() if attn is not None else None
     coverage = coverage.cpu()
     results = []
     for row in range(batch):
-        seq = tokens[row][: limits[row]]
-        emitted = seq.index(EOS_ID) + 1 if EOS_ID in seq else len(seq)  # steps this sentence took
-        out = [tok for tok in seq[:emitted] if tok != EOS_ID]
+        seq = tokens_list[row][: emitted_list[row]]
+        finished = bool(seq) and seq[-1] == EOS_ID
+        out = seq[:-1] if finished else seq
         score = float(scores[row])
-        att = attn_t[row, :emitted, : int(src_lengths[row])] if attn_t is not None else None
-        results.append([Hypothesis(out, score, score, att, finished=EOS_ID in seq[:emitted],
+        att = attn_t[row, : len(seq), : int(src_lengths[row])] if attn_t is not None else None
+        results.append([Hypothesis(out, score, score, att, finished=finished,
                                    coverage=coverage[row, : int(src_lengths[row])])])
     return results
 

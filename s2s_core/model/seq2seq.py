@@ -105,6 +105,8 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         enc = self.encoder(src, lengths)
+        # Under autocast the states come out bf16; the decoder reads them at every step, in float32.
+        enc.states = enc.states.float()
         enc.projected_keys = self.decoder.attention.project_keys(enc.states)
         return enc
 
@@ -114,13 +116,18 @@ class Seq2Seq(nn.Module):
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
         return self.generator(self.pre_output(attentional))
 
-    def decode_step(self, prev_tokens: torch.Tensor, enc: EncoderOutput, state: DecoderState
+    def step_logits(self, prev_tokens: torch.Tensor, enc: EncoderOutput, state: DecoderState
                     ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
-        """Log-probabilities ``[B, V]`` of the next token, attention ``[B, S]`` and the new state."""
+        """Unnormalised scores ``[B, V]`` of the next token, attention ``[B, S]`` and the new state."""
         embedded = self.decoder.embedding(prev_tokens)
         attentional, weights, state = self.decoder.step(embedded, enc, state)
-        log_probs = torch.log_softmax(self.logits(attentional).float(), dim=-1)
-        return log_probs, weights, state
+        return self.logits(attentional), weights, state
+
+    def decode_step(self, prev_tokens: torch.Tensor, enc: EncoderOutput, state: DecoderState
+                    ) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        """Log-probabilities ``[B, V]`` (float32) of the next token, attention ``[B, S]``, new state."""
+        logits, weights, state = self.step_logits(prev_tokens, enc, state)
+        return torch.log_softmax(logits.float(), dim=-1), weights, state
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
                 ) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.storage import Store
+from s2s_core.training.averaging import WeightAverage
 from s2s_core.training.distributed import ProcessGroup, all_gather_objects
 from s2s_core.training.schedule import LRSchedule
 from s2s_core.training.state import TrainState
@@ -40,8 +41,9 @@ class Checkpointer:
 
     def __init__(self, store: Store, model: Seq2Seq, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, schedule: LRSchedule, group: ProcessGroup,
-                 fingerprint: dict[str, str] | None = None):
+                 fingerprint: dict[str, str] | None = None, average: WeightAverage | None = None):
         self.store = store
+        self.average = average
         self.model, self.optimizer, self.scaler, self.schedule = model, optimizer, scaler, schedule
         self.group = group
         self.fingerprint = fingerprint  # {part: hash} of what this run trains on (FINGERPRINT_PARTS)
@@ -60,6 +62,8 @@ class Checkpointer:
             payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
                            schedule=self.schedule.state_dict(),
                            rng=all_gather_objects(_rng_state(), self.group), world_size=self.group.world_size)
+            if self.average is not None:
+                payload["average"] = self.average.state_dict()
         return payload
 
     def save(self, name: str, state: TrainState, history: list[dict]) -> bool:
@@ -87,6 +91,8 @@ class Checkpointer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         self.schedule.load_state_dict(payload["schedule"])
+        if self.average is not None and "average" in payload:
+            self.average.load_state_dict(payload["average"])
         rng_states = payload["rng"]
         if len(rng_states) == self.group.world_size:
             _set_rng_state(rng_states[self.group.rank])

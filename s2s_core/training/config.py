@@ -19,6 +19,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     label_smoothing: float = 0.1
+    average_decay: float | None = None  # weight averaging (EMA) per step, e.g. 0.998; None: off
     clip_norm: float = 1.0
     max_steps: int | None = None
     max_epochs: int | None = None
@@ -38,6 +39,8 @@ class TrainConfig:
             raise ValueError("set at least one of max_steps, max_epochs or max_minutes")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
+        if self.average_decay is not None and not 0.0 < self.average_decay < 1.0:
+            raise ValueError(f"average_decay must be in (0, 1), got {self.average_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from s2s_core.device import amp_dtype, autocast, resolve_device
@@ -24,11 +23,13 @@ from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.storage import Store
 from s2s_core.text.tokenizer import PAD_ID, Tokenizers
+from s2s_core.training.averaging import WeightAverage
 from s2s_core.training.checkpoint import BEST, LAST, Checkpointer
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.data import Example, TrainingData
 from s2s_core.training.distributed import ProcessGroup, all_reduce_sum, broadcast_object
 from s2s_core.training.history import brief, write_history
+from s2s_core.training.loss import smoothed_cross_entropy
 from s2s_core.training.schedule import LRSchedule
 from s2s_core.training.state import TrainState, stop_reason
 from s2s_core.training.validation import Validator
@@ -68,11 +69,12 @@ class Trainer:
         self.schedule = LRSchedule(config.lr, config.schedule, config.warmup_steps,
                                    config.plateau_factor, config.plateau_patience)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.average = WeightAverage(self.model, config.average_decay) if config.average_decay else None
         self.validator = Validator(tokenizers, dev_src, dev_ref, config, self.device, self.group, clock,
                                    source_language)
         self.checkpointer = None if checkpoints is None else Checkpointer(
             checkpoints, self.model, self.optimizer, self.scaler, self.schedule, self.group,
-            data_fingerprint(self.data, dev_src, dev_ref, tokenizers))
+            data_fingerprint(self.data, dev_src, dev_ref, tokenizers), self.average)
         self.logs = logs
         self.on_event = on_event or (lambda kind, record: None)
         self.clock = clock
@@ -118,6 +120,7 @@ class Trainer:
                 self.save_checkpoint(LAST)
         s.stop_reason = reason
         self._final_evaluation()
+        self._evaluate_average()
         self.save_checkpoint(LAST)
         self._write_history()
         if self.group.is_main:
@@ -139,9 +142,8 @@ class Trainer:
         src, src_len, tgt_in, tgt_out = self.data.tensors(batch, self.device)
         with autocast(self.device, self.amp_dtype):
             logits = self.network(src, src_len, tgt_in)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), tgt_out.view(-1),
-                               ignore_index=PAD_ID, label_smoothing=self.config.label_smoothing,
-                               reduction="sum")
+        loss = smoothed_cross_entropy(logits.view(-1, logits.size(-1)), tgt_out.view(-1),
+                                      self.config.label_smoothing, PAD_ID)
         tokens = int((tgt_out != PAD_ID).sum())
         # Normalise by the tokens of all ranks' batches: DDP's gradient average (÷ world size)
         # then equals the gradient of the mean loss over the global batch.
@@ -158,6 +160,8 @@ class Trainer:
         finite = math.isfinite(global_loss) and (self.scaler.is_enabled() or math.isfinite(norm))
         if finite or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # with fp16: skipped by the scaler if gradients overflowed
+            if self.average is not None:
+                self.average.update(self.model)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return global_loss, int(global_tokens), finite
@@ -217,6 +221,25 @@ class Trainer:
         self.history.append(record)
         self._emit("eval", record)
         self._after_eval(record)
+
+    def _evaluate_average(self) -> None:
+        """Score the averaged weights once at the end; they become ``best`` only if they beat it."""
+        s = self.state
+        if self.average is None or not self.validator.enabled or any(
+                r.get("weights") == "average" and r.get("step") == s.step for r in self.history):
+            return
+        live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.average.state_dict_for(self.model))
+        record = {**self.validator.evaluate(self.model), "step": s.step, "epoch": s.epoch,
+                  "elapsed_seconds": round(s.elapsed_seconds, 2), "weights": "average"}
+        self.history.append(record)
+        self._emit("eval", record)
+        if self.group.is_main:
+            log.info("averaged weights (decay %g): dev BLEU %.2f vs best %.2f at step %d",
+                     self.average.decay, record["dev_bleu"], s.best_bleu, s.best_step)
+        if record["dev_bleu"] > s.best_bleu and self.validator.observe(record, s, self.model):
+            self.save_checkpoint(BEST)
+        self.model.load_state_dict(live)
 
     def _after_eval(self, record: dict) -> None:
         self.schedule.observe(record["dev_bleu"])

@@ -41,12 +41,13 @@ def one_cpu_thread():
     torch.set_num_threads(threads)
 
 
-def test_resume_after_crash_equals_uninterrupted_training(tmp_path, one_cpu_thread):
+@pytest.mark.parametrize("average", [None, 0.9])
+def test_resume_after_crash_equals_uninterrupted_training(tmp_path, one_cpu_thread, average):
     """N steps, crash, resume, N more steps == 2N uninterrupted steps, bit for bit on CPU."""
     tokenizers = reverse_tokenizers()
     examples = reverse_examples(tokenizers, 300, seed=3)  # ~20 batches/epoch: crosses an epoch
 
-    reference = make_trainer(tokenizers, examples, 30, str(tmp_path / "reference"))
+    reference = make_trainer(tokenizers, examples, 30, str(tmp_path / "reference"), average_decay=average)
     reference.fit()
 
     def crash_at_15(kind, record):
@@ -55,11 +56,11 @@ def test_resume_after_crash_equals_uninterrupted_training(tmp_path, one_cpu_thre
 
     crashed_dir = str(tmp_path / "crashed")
     with pytest.raises(SimulatedCrash):
-        make_trainer(tokenizers, examples, 30, crashed_dir, on_event=crash_at_15).fit()
+        make_trainer(tokenizers, examples, 30, crashed_dir, on_event=crash_at_15, average_decay=average).fit()
     assert load_checkpoint(f"{crashed_dir}/{LAST}")["state"]["step"] == 14  # last checkpoint (eval)
 
     events = []
-    resumed = make_trainer(tokenizers, examples, 30, crashed_dir,
+    resumed = make_trainer(tokenizers, examples, 30, crashed_dir, average_decay=average,
                            on_event=lambda kind, record: events.append((kind, record)))
     resumed.fit()
     assert events[0][0] == "resume" and events[0][1]["step"] == 14
@@ -72,6 +73,11 @@ def test_resume_after_crash_equals_uninterrupted_training(tmp_path, one_cpu_thre
         assert torch.equal(state["exp_avg_sq"], res_opt["state"][key]["exp_avg_sq"])
     assert [r["dev_bleu"] for r in resumed.history if "dev_bleu" in r] == \
         [r["dev_bleu"] for r in reference.history if "dev_bleu" in r]
+    if average:  # the weight average resumes too, and is scored once at the end
+        assert resumed.average.updates == reference.average.updates == 30
+        for a, b in zip(reference.average.average, resumed.average.average, strict=True):
+            assert torch.equal(a, b)
+        assert [r["step"] for r in resumed.history if r.get("weights") == "average"] == [30]
 
 
 def test_finished_training_is_not_repeated_on_rerun(tmp_path):
