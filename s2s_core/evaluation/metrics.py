@@ -60,14 +60,39 @@ def corpus_score_ci(name: str, hypotheses: Sequence[str], references: Sequence[s
     if not hypotheses:
         raise ValueError("cannot score an empty corpus")  # sacrebleu fails with an IndexError
     metric = METRICS[name]()
-    result = metric.corpus_score(list(hypotheses), [list(references)], n_bootstrap=n_bootstrap)
-    signature = str(metric.get_signature())
     if n_bootstrap <= 1:
-        return BootstrapScore(name, float(result.score), signature)
-    # sacrebleu reports "μ = mean ± ci" and keeps only those two numbers (private attributes, no
-    # public accessor in 2.x). The symmetric interval can spill outside the metric's range on small
-    # corpora (e.g. a negative TER), where every resample score lies inside it, so clip.
-    mean, half = float(result._mean), float(result._ci)
+        result = metric.corpus_score(list(hypotheses), [list(references)])
+        return BootstrapScore(name, float(result.score), str(metric.get_signature()))
+    score, resampled = _bootstrap(metric, list(hypotheses), [list(references)], n_bootstrap)
+    # The symmetric interval can spill outside the metric's range on small corpora (e.g. a negative
+    # TER), where every resample score lies inside it, so clip.
+    mean, half = _mean_and_halfwidth(resampled)
     low, high = METRIC_RANGES.get(name, (float("-inf"), float("inf")))
     ci95 = (max(low, mean - half), min(high, mean + half))
-    return BootstrapScore(name, float(result.score), signature, mean, half, ci95)
+    return BootstrapScore(name, score, str(metric.get_signature()), mean, half, ci95)
+
+
+def _bootstrap(metric, hypotheses: list[str], references: list[list[str]],
+               n_bootstrap: int) -> tuple[float, list[float]]:
+    """The corpus score and the scores of ``n_bootstrap`` resamples, the way sacrebleu draws them.
+
+    This is ``metric.corpus_score(..., n_bootstrap=N)`` without its last step: sacrebleu 2.x averages
+    the resample scores with ``statistics.mean``, which raises ``TypeError`` when a resample without
+    a single matching unigram scores a Python ``0.0`` beside the others' ``numpy.float32`` (a weak
+    model on a small test set). The draw, its seed and the signature (``bs``, ``seed``) are its own.
+    """
+    from sacrebleu.significance import _bootstrap_resample
+
+    metric._check_corpus_score_args(hypotheses, references)
+    stats = metric._extract_corpus_statistics(hypotheses, references)
+    score = float(metric._aggregate_and_compute(stats).score)
+    metric.n_bootstrap = n_bootstrap  # read by the signature
+    metric.seed, resampled = _bootstrap_resample(stats, metric, n_bootstrap)
+    return score, [float(s.score) for s in resampled]
+
+
+def _mean_and_halfwidth(scores: list[float]) -> tuple[float, float]:
+    """sacrebleu's estimate: the mean and half the 2.5th..97.5th percentile spread of resamples."""
+    ordered = sorted(scores)
+    lower = len(ordered) // 40
+    return sum(ordered) / len(ordered), 0.5 * (ordered[len(ordered) - lower - 1] - ordered[lower])

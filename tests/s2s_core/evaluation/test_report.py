@@ -9,6 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from sacrebleu.metrics import BLEU, CHRF
 
 from s2s_core.evaluation.metrics import corpus_score
 from s2s_core.evaluation.report import (
@@ -98,6 +99,28 @@ def test_default_bootstrap_and_no_bootstrap():
     assert none["bleu"]["ci95"] is None and none["bleu"]["mean"] is None
     assert "bs:" not in none["bleu"]["signature"]
     assert none["bleu"]["score"] == default["bleu"]["score"]
+
+
+def test_interval_is_sacrebleus_own_estimate():
+    hyps, refs = corpus(50)
+    ours = score_with_ci(hyps, refs, names=("bleu", "chrf"), n_bootstrap=250)
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        theirs = metric.corpus_score(hyps, [refs], n_bootstrap=250)
+        assert ours[name]["mean"] == pytest.approx(float(theirs._mean), abs=1e-4)
+        assert ours[name]["ci_halfwidth"] == pytest.approx(float(theirs._ci), abs=1e-4)
+        assert ours[name]["signature"] == str(metric.get_signature())
+
+
+def test_weak_system_whose_resamples_score_zero_gets_an_interval():
+    # One hypothesis of 20 shares characters with its reference: about a third of the resamples miss
+    # it and score 0 (sacrebleu's own chrF bootstrap then fails: Python 0.0 beside numpy.float32).
+    refs = [f"reference sentence number {i}" for i in range(20)]
+    hyps = ["zzz qqq"] * 19 + [refs[-1]]
+    scores = score_with_ci(hyps, refs, names=("bleu", "chrf"), n_bootstrap=300)
+    for name, s in scores.items():
+        low, high = s["ci95"]
+        assert low == 0.0 and 0.0 < s["mean"] < high <= 100.0, (name, s)
+        assert s["score"] == pytest.approx(corpus_score(name, hyps, refs).score)
 
 
 def test_interval_stays_inside_metric_range():
