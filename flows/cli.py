@@ -168,7 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = args.report or str(Path("reports") / Path(args.test.rstrip("/")).stem)
     _check_url(report, "report", **options)
     settings = validate_section(EvaluateSection, {
-        "decode": {"beam_size": args.beam, "max_tokens": args.max_tokens}, "n_bootstrap": args.bootstrap})
+        "decode": {"beam_size": args.beam, "max_tokens": args.max_tokens}, "n_bootstrap": args.bootstrap,
+        "precision": args.precision})
     from flows.evaluate import evaluate_flow
 
     result = evaluate_flow(args.model, args.test, report, settings, args.src_column, args.ref_column, options)
@@ -212,7 +213,8 @@ def _translate_text(args: argparse.Namespace, options: dict) -> int:
 
     job = TextJob(model=args.model, input=args.input, output=args.output or "-",
                   decode=validate_section(DecodeConfig, _decode_settings(args)), device=args.device,
-                  language=args.src_lang, window=args.window, storage_options=options)
+                  precision=args.precision, language=args.src_lang, window=args.window,
+                  storage_options=options)
     _check_url(job.model, "model", **options)
     if job.input != "-":
         _check_url(job.input, "input", must_exist=True, **options)
@@ -236,6 +238,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
     config = validate_translate_config({
         "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
         "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
+        "precision": args.precision,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
         "retry_failed": args.retry_failed, "source_language": args.src_lang, "storage_options": options,
         "use_memory": not args.no_memory, "memory": args.memory})
@@ -269,6 +272,20 @@ def _add_storage_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                         help="fsspec option for every URL, value parsed as YAML, e.g. "
                              "endpoint_url=http://127.0.0.1:9000 or anon=true (repeatable)")
+
+
+# s2s_core.inference.precision.PRECISIONS, spelled out: importing it would import torch (tests check
+# that the two agree).
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="how the model computes: fp32 (float32, as trained); bf16 (bfloat16 "
+                             "autocast, AMP on CUDA: faster beam search on CPUs with AMX, but a few %% "
+                             "of sentences change with batching); int8 (int8 weights via torchao, "
+                             "float activations: slower than fp32 on CPU). A corpus output pins it. "
+                             "See README, Precision")
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -323,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     ev.add_argument("--max-tokens", type=int, default=6000, help="source tokens per batch")
     ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    _add_precision(ev)
     _add_storage_option(ev)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -352,6 +370,7 @@ and joined back with their own whitespace.""")
     tr.add_argument("--n-best", type=int, default=1, metavar="N", help="hypotheses per input (≤ --beam)")
     tr.add_argument("--max-tokens", type=int, default=6000, metavar="N", help="source tokens per batch")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_precision(tr)
     tr.add_argument("--src-lang", metavar="CODE",
                     help="source language (ISO 639 code) for sentence splitting of over-long lines "
                          "(default: the one the model package records)")

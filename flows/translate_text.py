@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import fsspec
 
 from s2s_core.inference.package import load_package
+from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.textfile import WINDOW, nbest_lines, one_line, read_lines, translate_stream
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.registry.registry import resolve_model
@@ -35,6 +36,7 @@ class TextJob:
     output: str = STDIO
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     device: str = "auto"
+    precision: str = DEFAULT_PRECISION  # fp32, bf16 or int8 (s2s_core.inference.precision)
     language: str | None = None  # None: the source language the package records
     window: int = WINDOW
     storage_options: dict[str, Any] = field(default_factory=dict)
@@ -44,7 +46,7 @@ def translate_text(job: TextJob) -> dict:
     """Translate ``job.input`` line by line into ``job.output``; returns a summary (counts, timing)."""
     model_url = resolve_model(job.model, job.storage_options)
     package = load_package(model_url, device=job.device, storage_options=job.storage_options)
-    translator = package.translator(job.device, language=job.language)
+    translator = package.translator(job.device, language=job.language, precision=job.precision)
     statuses: Counter[str] = Counter()
     flags: Counter[str] = Counter()  # quality flags are counted in the summary; the text stays plain
     lines = segments = 0
@@ -68,7 +70,8 @@ def translate_text(job: TextJob) -> dict:
             segments += translation.segments
             lines = index + 1
     seconds = time.perf_counter() - started
-    return {"model": model_url, "input": job.input, "output": job.output, "lines": lines,
+    return {"model": model_url, "input": job.input, "output": job.output, "precision": job.precision,
+            "lines": lines,
             "statuses": dict(sorted(statuses.items())), "failed_rows": statuses.get("failed", 0),
             "flags": dict(sorted(flags.items())),
             "segments": segments, "seconds": round(seconds, 3),

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import ModelConfig
@@ -33,6 +34,10 @@ from s2s_core.text.tokenizer import TokenizerConfig
 from s2s_core.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# s2s_core.inference.precision.PRECISIONS, spelled out for the schema (tests check they agree).
+Precision = Literal["fp32", "bf16", "int8"]
+PRECISION_HELP = ("inference precision: fp32 (as trained), bf16 (bfloat16 autocast; AMP bf16 on CUDA) "
+                  "or int8 (int8 weights, torchao); see README, Precision")
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -61,9 +66,18 @@ class DataSection(Strict):
 
 class EvaluateSection(Strict):
     decode: DecodeConfig = DecodeConfig(beam_size=5)
+    precision: Precision = Field(DEFAULT_PRECISION, description=PRECISION_HELP)
     n_bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% confidence intervals")
     heatmaps: int = Field(3, ge=0, description="attention heatmaps drawn for the first test sentences")
     examples: int = Field(5, ge=0)
+
+    def identity(self) -> dict:
+        """The settings as JSON, without ``precision`` when it is the default: run ids and finished
+        evaluations recorded before the option existed stay valid."""
+        data = self.model_dump(mode="json")
+        if data["precision"] == DEFAULT_PRECISION:
+            del data["precision"]
+        return data
 
 
 class DistributedSection(Strict):
@@ -103,6 +117,7 @@ class PipelineConfig(Strict):
         """Hash of everything that shapes the result (not where it is stored)."""
         payload = self.model_dump(mode="json", exclude={"store", "storage_options", "run_id", "version",
                                                     "promotion"})
+        payload["evaluate"] = self.evaluate.identity()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -125,7 +140,9 @@ class TranslateConfig(Strict):
     chunk_rows: int = Field(2000, ge=1, description="target rows per chunk (the unit of work and of resume)")
     decode: DecodeConfig = DecodeConfig(beam_size=5)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    amp: str = Field("auto", description="auto | bf16 | fp16 | none (CUDA only)")
+    precision: Precision = Field(DEFAULT_PRECISION, description=PRECISION_HELP)
+    amp: str = Field("auto", description="auto | bf16 | fp16 | none: CUDA autocast with precision fp32 "
+                                         "(bf16 and int8 supersede it)")
     workers: int | None = Field(None, ge=1, description="thread-pool workers; default: one per GPU, else few")
     dask_address: str | None = Field(None, description="run chunks on this existing Dask scheduler")
     source_language: str | None = Field(None, min_length=2,

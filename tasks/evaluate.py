@@ -52,7 +52,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
         return _publish(finished, reports, settings)
 
     package = load_package(model_url, storage_options=opts)
-    translator = package.translator(device="auto")
+    translator = package.translator(device="auto", precision=settings.precision)
     columns = PrepareConfig(src_column=src_column, tgt_column=ref_column)
     title = f"{package.config.get('name', 'model')} {package.config.get('version', '')}".strip()
     key = artifact_key(str(package.config.get("run_id") or title), "evaluation")
@@ -72,6 +72,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
         statuses.update(counts)
         report["test_sets"][name] = {
             "source": url, "rows": len(out), "scores": scores, "decode": asdict(settings.decode),
+            "precision": settings.precision,
             "statuses": dict(counts), "flags": flag_quality([t.flags for t in out], hyps, refs, FLAGS),
             "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in
                          list(zip(sources, refs, hyps, strict=True))[: settings.examples]],
@@ -108,7 +109,7 @@ def _evaluation_inputs(model_url: str, tests: dict[str, str], settings: Evaluate
     """Everything an evaluation's result depends on; the model by its weights' checksum (its config only)."""
     weights = read_package_config(model_url, opts)["files"].get(WEIGHTS, {})
     return {"model_sha256": weights.get("sha256"), "tests": tests, "columns": [src_column, ref_column],
-            "settings": settings.model_dump(mode="json")}
+            "settings": settings.identity()}
 
 
 def _finished_report(reports: Store, inputs: dict) -> dict | None:

@@ -40,9 +40,10 @@ from s2s_core.corpus.plan import (
     plan_job,
 )
 from s2s_core.corpus.verify import MANIFEST, remove_stale, verify_output
-from s2s_core.device import amp_dtype, resolve_device
+from s2s_core.device import resolve_device
 from s2s_core.inference.flags import DEFAULT_THRESHOLDS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
+from s2s_core.inference.precision import autocast_dtype, quantization
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
@@ -51,11 +52,11 @@ from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
 from tasks.progress import ProgressBar
 
-# One model per (package, device, amp, source language) per worker process: a Dask worker or the
-# flow's process loads it once and every chunk it runs reuses it. The lock stops two threads loading
-# it twice.
-_TRANSLATORS: dict[tuple[str, str, str, str], Translator] = {}
-_LOADS: Counter[tuple[str, str, str, str]] = Counter()
+# One model per (package, device, amp, precision, source language) per worker process: a Dask worker
+# or the flow's process loads it once and every chunk it runs reuses it. The lock stops two threads
+# loading it twice.
+_TRANSLATORS: dict[tuple[str, str, str, str, str], Translator] = {}
+_LOADS: Counter[tuple[str, str, str, str, str]] = Counter()
 _LOCK = threading.Lock()
 _FREE_GPUS: queue.Queue[str] | None = None
 # Translation memory handles, one per (memory, model, settings): namespaces are opened once per process.
@@ -82,11 +83,12 @@ def package_source_language(package: dict) -> str:
 
 
 def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
-    """The device type, AMP dtype and quantization a chunk computes with (pinned in the plan)."""
+    """The device type, autocast dtype and quantization a chunk computes with at the config's precision
+    (pinned in the plan)."""
     resolved = resolve_device(device or config.device)
-    dtype = amp_dtype(config.amp, resolved)
+    dtype = autocast_dtype(config.precision, resolved, config.amp)
     return Numerics(device=resolved.type, amp=str(dtype).removeprefix("torch.") if dtype else "none",
-                    quantization="none")  # packages hold float weights; nothing quantizes them yet
+                    quantization=quantization(config.precision))
 
 
 def preflight(config: TranslateConfig) -> None:
@@ -95,13 +97,18 @@ def preflight(config: TranslateConfig) -> None:
     open_input(job_spec(config))
 
 
+def _translator_key(config: TranslateConfig, device: str) -> tuple[str, str, str, str, str]:
+    return config.model, device, config.amp, config.precision, config.source_language
+
+
 def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator, int]:
     """This process's translator for the config's model, and how often this process loaded it."""
-    key = (config.model, device, config.amp, config.source_language)
+    key = _translator_key(config, device)
     with _LOCK:
         if key not in _TRANSLATORS:
             package = load_package(config.model, device=device, storage_options=config.storage_options)
-            _TRANSLATORS[key] = package.translator(device, config.amp, language=config.source_language)
+            _TRANSLATORS[key] = package.translator(device, config.amp, language=config.source_language,
+                                                   precision=config.precision)
             _LOADS[key] += 1
         return _TRANSLATORS[key], _LOADS[key]
 
@@ -109,20 +116,25 @@ def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator,
 def memory_keys(config: TranslateConfig, pinned_numerics: dict) -> dict:
     """What a translation memory namespace is keyed by: everything that shapes a part row but its text.
 
-    The package's files (weights and tokenizers, by checksum) and model config, the plan's numerics,
+    The package's files (weights and tokenizers, by checksum) and model config, the plan's numerics
+    (device type, autocast dtype and quantization: so the precision),
     the search settings, the source language (sentence rules), the columns a part gets, the quality
     flags' thresholds, and the versions of the code that cuts and tokenizes rows (s2s major.minor:
     patch releases do not change translations; a release that does starts new namespaces, and the
-    old ones can be deleted). Torch's version is not in it, as it is not in the plan.
+    old ones can be deleted); for a quantized model also torchao's, which computes its int8 weights.
+    Torch's version is not in it, as it is not in the plan.
     """
     package = read_package_config(config.model, config.storage_options)
     files = {name: f["sha256"] for name, f in sorted(package["files"].items()) if name != "metrics.json"}
+    quantized = pinned_numerics.get("quantization", "none") != "none"
+    quantizer = {"torchao": _version("torchao")} if quantized else {}
     return {"model": {"files": files, "config": package["model"], "tokenizer": package["tokenizer"]},
             "numerics": pinned_numerics, "decode": decode_settings(config.decode),
             "source_language": config.source_language, "columns": list(OUTPUT_COLUMNS),
             "flag_thresholds": asdict(DEFAULT_THRESHOLDS),  # what the translator flags rows with
             "code": {"s2s": ".".join(__version__.split(".")[:2]),
-                     "sentencepiece": _version("sentencepiece"), "sentencex": _version("sentencex")}}
+                     "sentencepiece": _version("sentencepiece"), "sentencex": _version("sentencex"),
+                     **quantizer}}
 
 
 def _version(distribution: str) -> str | None:
@@ -243,7 +255,7 @@ def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str, pinn
         memory = translation_memory(config, pinned_numerics) if config.use_memory else None
         record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate,
                                  retry_failed=config.retry_failed, memory=memory)
-        loads = _LOADS[(config.model, device, config.amp, config.source_language)]
+        loads = _LOADS[_translator_key(config, device)]
     return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
 
@@ -370,6 +382,7 @@ def _markdown(summary: dict) -> str:
         f"- ids: {summary['ids']}",
         f"- since the last run: rows {summary['changes']['rows']}, chunks {summary['changes']['chunks']}",
         f"- decode: {summary['decode']}",
+        f"- precision: {summary.get('precision')} (numerics {summary.get('numerics')})",
         f"- this run: {run.get('chunks_translated', 0)} chunks translated, {run.get('chunks_skipped', 0)} "
         f"skipped, {run.get('rows_per_second', 0)} rows/s",
         f"- manifest: `{summary['manifest']}`"])

@@ -1,10 +1,12 @@
 """The plan of one corpus translation job: its settings, pinned in ``<output>/_plan.json``, and its chunks.
 
 The settings are written once with a fingerprint of everything that shapes a translation (input URL,
-chunk size, columns, model weights, search settings, and the numerics: device type, AMP dtype,
-quantization). A re-run must produce the same fingerprint, otherwise committed chunks would mix two
-different translations: it fails instead. Batch size (``max_tokens``) is not part of it: hypotheses
-do not depend on batching, so it may change between runs (e.g. after running out of memory).
+chunk size, columns, model weights, search settings, and the numerics: device type, autocast dtype,
+quantization, which together pin the inference precision). A re-run must produce the same
+fingerprint, otherwise committed chunks would mix two different translations: it fails instead.
+Batch size (``max_tokens``) is not part of it: hypotheses do not depend on batching (in bf16 only up
+to bfloat16 rounding, README "Precision"), so it may change between runs (e.g. after running out of
+memory).
 
 The input files are not pinned: every run lists and fingerprints them and cuts their chunks, whose
 ids are content-addressed (``files``). Files added since the last verified run (``manifest.json``)
@@ -69,11 +71,22 @@ class ModelIdentity:
 @dataclass(frozen=True)
 class Numerics:
     """How the model computes: the same weights give other outputs on another device type, under
-    another AMP dtype or quantized, so a job must not mix them."""
+    another autocast dtype or quantized, so a job must not mix them.
+
+    The inference precision (``--precision``) is pinned through these fields: fp32 is no autocast
+    (on CUDA: what ``amp`` asks), bf16 autocast to bfloat16, int8 a quantization scheme.
+    """
 
     device: str  # device type: "cpu" or "cuda"
     amp: str  # autocast dtype: "none", "bfloat16" or "float16"
-    quantization: str = "none"
+    quantization: str = "none"  # "none", or the int8 scheme (``s2s_core.inference.precision``)
+
+    @property
+    def precision(self) -> str:
+        """The precision these numerics compute at: fp32, bf16, int8 (or fp16: CUDA AMP fp16)."""
+        if self.quantization != "none":
+            return "int8" if self.quantization.startswith("int8") else self.quantization
+        return {"none": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(self.amp, self.amp)
 
 
 class SearchConfig(Protocol):
@@ -165,7 +178,8 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numer
     record = {"format": PLAN_FORMAT, "input": spec.input.url, "chunk_rows": spec.chunk_rows,
               "text_column": spec.text_column, "id_column": spec.id_column, "model": asdict(identity),
               "decode": decode_settings(decode), "numerics": asdict(numerics),
-              "source_language": source_language}
+              "source_language": source_language,
+              "precision": numerics.precision}  # for readers: the numerics pin it (not in the fingerprint)
     record["fingerprint"] = _fingerprint(record)
     planned_at = time.time()
     pinned = spec.output.exists(PLAN)
@@ -237,8 +251,17 @@ def _check_same_plan(pinned: dict, record: dict, output: str) -> None:
     if pinned.get("model", {}).get("weights_sha256") != record["model"]["weights_sha256"]:
         changed.append("model")
     numerics = ""
-    if "numerics" in changed:  # the one change a resumed job meets by accident (another machine)
-        numerics = f" (pinned {pinned.get('numerics')}, now {record['numerics']})"
+    if "numerics" in changed:  # another machine, or another --precision
+        numerics = (f" (pinned {_precision_of(pinned.get('numerics'))} {pinned.get('numerics')}, "
+                    f"now {record['precision']} {record['numerics']})")
     raise PlanMismatchError(f"output {output} holds a translation with a different "
                             f"{', '.join(changed) or 'plan'}{numerics}; use a new --output or delete it "
                             "to start over")
+
+
+def _precision_of(numerics: Any) -> str:
+    """The precision a pinned plan's numerics stand for ("?" when unreadable)."""
+    try:
+        return Numerics(**numerics).precision
+    except TypeError:
+        return "?"

@@ -245,6 +245,7 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
                  "rows": 3000,                                  # sentences translated
                  "scores": <score_with_ci output>,
                  "decode": {"beam_size": 4, "alpha": 0.6, ...},  # how the hypotheses were produced
+                 "precision": "bf16",                            # optional: fp32, bf16 or int8
                  "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
                  "flags": <flag_quality output>,                 # optional, per test set
                  "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
@@ -263,6 +264,8 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
             lines += [f"Sentences: {test_set['rows']}", ""]
         if test_set.get("decode"):
             lines += [f"Decoding: {_fmt_mapping(test_set['decode'])}", ""]
+        if test_set.get("precision"):
+            lines += [f"Precision: {test_set['precision']}", ""]
         if test_set.get("statuses"):
             lines += [f"Statuses: {_fmt_mapping(test_set['statuses'])}", ""]
         if test_set.get("scores"):

@@ -13,8 +13,10 @@ import torch
 
 from s2s_core import __version__
 from s2s_core.device import resolve_device
+from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
+from s2s_core.model.cell import upgrade_rnn_state
 from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
 from s2s_core.storage import Store
 from s2s_core.text.tokenizer import SPECIAL_IDS, SubwordModel, TokenizerConfig, Tokenizers
@@ -39,12 +41,13 @@ class ModelPackage:
         """The source language the package was trained on (packages before it was recorded: English)."""
         return self.config.get("source_language") or DEFAULT_LANGUAGE
 
-    def translator(self, device: str = "auto", amp: str = "auto", language: str | None = None
-                   ) -> Translator:
-        """A translator on ``device``; ``language`` (the source's; default: the package's) picks the
-        sentence rules that split over-long inputs."""
+    def translator(self, device: str = "auto", amp: str = "auto", language: str | None = None,
+                   precision: str = DEFAULT_PRECISION) -> Translator:
+        """A translator on ``device`` computing at ``precision`` (fp32, bf16, int8: see
+        ``precision``; ``amp`` applies to fp32 on CUDA only); ``language`` (the source's; default: the
+        package's) picks the sentence rules that split over-long inputs."""
         return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp,
-                          language=language or self.source_language)
+                          language=language or self.source_language, precision=precision)
 
 
 def _alias_names(model: Seq2Seq) -> set[str]:
@@ -193,6 +196,8 @@ def load_package(url: str, device: str = "cpu", storage_options: dict | None = N
             f"{model_config.tgt_vocab_size}")
     model = build_model(model_config)
     weights = safetensors.torch.load(_read(folder, WEIGHTS, config))
+    # Packages written before the decoder's step-wise cell hold nn.LSTM/nn.GRU parameter names.
+    upgrade_rnn_state(weights, "decoder.", model_config.emb_dim, model_config.dec_layers)
     expected = _unique_tensors(model, model.state_dict())
     if set(weights) != set(expected):
         missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from s2s_core.device import amp_dtype, autocast
+from s2s_core.device import autocast
 from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FlagThresholds, piece_flags, union
+from s2s_core.inference.precision import DEFAULT_PRECISION, autocast_dtype, prepare_model
 from s2s_core.inference.segment import DEFAULT_LANGUAGE, Segmented, SentenceSplitter, split_lines
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
 from s2s_core.model.seq2seq import Seq2Seq
@@ -72,15 +73,22 @@ def mean_log_prob(hyp: Hypothesis) -> float:
 
 
 class Translator:
-    """Runs a trained model over raw text. Hypotheses do not depend on batch composition."""
+    """Runs a trained model over raw text. Hypotheses do not depend on batch composition (in bf16,
+    only up to bfloat16 rounding: see ``precision``).
+
+    ``precision`` (``precision.PRECISIONS``) is how the model computes: fp32 as trained, bf16 under
+    bfloat16 autocast, int8 on a quantized copy of the model (``model`` itself is not changed).
+    ``amp`` is the older CUDA-only autocast setting; it applies with fp32 only.
+    """
 
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, device: torch.device | None = None,
                  amp: str = "none", language: str = DEFAULT_LANGUAGE,
-                 thresholds: FlagThresholds = DEFAULT_THRESHOLDS):
+                 thresholds: FlagThresholds = DEFAULT_THRESHOLDS, precision: str = DEFAULT_PRECISION):
         self.device = device or next(model.parameters()).device
-        self.model = model.to(self.device).eval()
+        self.amp_dtype = autocast_dtype(precision, self.device, amp)
+        self.precision = precision
+        self.model = prepare_model(model.to(self.device).eval(), precision)
         self.tokenizers = tokenizers
-        self.amp_dtype = amp_dtype(amp, self.device)
         self.splitter = SentenceSplitter(language)  # the source language's sentence rules
         self.thresholds = thresholds  # where the quality flags fire
 

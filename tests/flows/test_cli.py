@@ -147,3 +147,55 @@ def test_a_rejected_challenger_exits_4_with_the_decision_as_json(capsys, prefect
     assert code == cli.EXIT_REJECTED == 4
     assert decision["decision"] == "rejected" and "quality gate" in decision["reason"]
     assert decision["champion"] is None and "rejected: " in err
+
+
+def test_translate_a_corpus_in_bf16_pins_it_and_keeps_its_own_memory(capsys, tiny_run, tmp_path):
+    """--precision end to end on Parquet: recorded in the manifest, pinned in the plan (a re-run in
+    another precision is refused, one line, exit 2), and a memory namespace of its own."""
+    from tests.flows.test_translate_flow import bible_corpus
+
+    _, trained = tiny_run
+    corpus = bible_corpus(tmp_path / "in", 40)
+    args = ["translate", "--model", trained["model"], "--input", str(corpus), "--chunk-rows", "20",
+            "--beam", "1", "--workers", "1", "--device", "cpu"]
+    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "bf16"), "--precision", "bf16")
+    assert code == 0 and json.loads(out)["statuses"] == {"ok": 40}
+    manifest = json.loads((tmp_path / "bf16" / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"
+    assert manifest["numerics"] == {"device": "cpu", "amp": "bfloat16", "quantization": "none"}
+    plan = json.loads((tmp_path / "bf16" / "_plan.json").read_text())
+    assert plan["precision"] == "bf16" and plan["numerics"] == manifest["numerics"]
+
+    code, _, err = run_cli(capsys, *args, "--output", str(tmp_path / "bf16"))  # the default: fp32
+    assert code == 2
+    assert "different numerics (pinned bf16" in one_line_error(err) and "now fp32" in err
+    assert "use a new --output" in err
+
+    # fp32 into a new output next to it: the shared memory holds nothing for fp32 yet.
+    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "fp32"))
+    assert code == 0 and json.loads(out)["this_run"]["memory"]["hits"] == 0
+    records = (tmp_path / "_memory").glob("*/_namespace.json")
+    namespaces = [json.loads(p.read_text())["keyed_by"] for p in records]
+    assert sorted(ns["numerics"]["amp"] for ns in namespaces) == ["bfloat16", "none"]
+    code, out, _ = run_cli(capsys, *args, "--output", str(tmp_path / "bf16-again"), "--precision", "bf16")
+    assert code == 0 and json.loads(out)["this_run"]["memory"]["hits"] == 40  # its own namespace
+
+
+def test_evaluate_in_int8_records_the_precision_in_the_report(capsys, tiny_run, tmp_path):
+    _, result = tiny_run
+    test = f"{result['run']}/data/test.parquet"
+    code, out, _ = run_cli(capsys, "evaluate", "--model", result["model"], "--test", test, "--report",
+                           str(tmp_path / "report"), "--beam", "1", "--bootstrap", "20",
+                           "--precision", "int8")
+    assert code == 0 and set(json.loads(out)["scores"]["test"]) == {"bleu", "chrf", "ter"}
+    report = json.loads((tmp_path / "report/report.json").read_text())
+    assert report["test_sets"]["test"]["precision"] == "int8"
+    assert report["inputs"]["settings"]["precision"] == "int8"
+    assert "Precision: int8" in (tmp_path / "report/report.md").read_text()
+
+
+def test_a_precision_the_cli_does_not_know_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", "--model", "m", "--precision", "fp16"])
+    assert exit_info.value.code == 2
+    assert "argument --precision: invalid choice: 'fp16'" in capsys.readouterr().err

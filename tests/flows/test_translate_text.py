@@ -66,6 +66,23 @@ def test_files_n_best_and_windows(tiny_run, tmp_path, capsys):
     assert len([e for e in entries if e[0] == "0"]) == 3
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_stdin_in_reduced_precision_one_line_per_line_without_noise(tiny_run, precision):
+    """--precision on the text path: every line translated, the summary says how, and loading torchao
+    (int8) adds nothing to stderr but the summary."""
+    _, trained = tiny_run
+    text = "\n".join(LINES) + "\n"
+    result = run_s2s(["translate", "--model", trained["model"], "--beam", "2", "--device", "cpu",
+                      "--precision", precision], text.encode())
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode().split("\n")
+    assert len(out) - 1 == len(LINES) and out[1] == out[3] == "" and out[0] and out[0] == out[4]
+    lines = result.stderr.decode().splitlines()
+    summary = json.loads(lines[0])
+    assert summary["precision"] == precision and summary["lines"] == len(LINES)
+    assert lines[1:] == ["NO PREFECT"], lines  # no torchao warnings about CUDA kernels on a CPU torch
+
+
 def test_invalid_utf8_is_a_user_error_naming_the_line(tiny_run, tmp_path, capsys):
     _, trained = tiny_run
     source = tmp_path / "bad.txt"

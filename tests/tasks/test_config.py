@@ -80,3 +80,29 @@ def test_overrides_change_one_field_of_a_given_config():
     assert with_overrides(translate, ["chunk_rows=10"]).chunk_rows == 10
     with pytest.raises(ConfigError, match=r"invalid config after overrides: train\.max_tokens"):
         with_overrides(config, ["train.max_tokens=lots"])
+
+
+def test_evaluation_precision_is_typed_and_the_default_leaves_run_ids_as_they_were():
+    import hashlib
+    import json
+
+    config = load_config(ROOT / "configs/tiny.yaml")
+    assert config.evaluate.precision == "fp32"
+    # The run id of a config that does not set it is the one it had before the option existed.
+    payload = config.model_dump(mode="json", exclude={"store", "storage_options", "run_id", "version",
+                                                      "promotion"})
+    del payload["evaluate"]["precision"]
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    assert config.resolved_run_id == f"tiny-{before}"
+    assert load_config(ROOT / "configs/tiny.yaml", ["evaluate.precision=bf16"]).resolved_run_id != \
+        config.resolved_run_id  # another evaluation, another run
+    with pytest.raises(ConfigError, match=r"evaluate\.precision: Input should be 'fp32', 'bf16' or 'int8'"):
+        load_config(ROOT / "configs/tiny.yaml", ["evaluate.precision=fp16"])
+
+
+def test_translate_config_takes_a_precision_beside_the_older_amp():
+    config = TranslateConfig(model="m", input="i", output="o", precision="int8")
+    assert config.precision == "int8" and config.amp == "auto"
+    assert TranslateConfig(model="m", input="i", output="o").precision == "fp32"
+    schema = TranslateConfig.model_json_schema()["properties"]["precision"]
+    assert schema["enum"] == ["fp32", "bf16", "int8"] and schema["default"] == "fp32"
