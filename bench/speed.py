@@ -7,6 +7,8 @@ the machine's core count and load average; run it on an otherwise idle machine.
 Decoding: the 926 test sentences of the Bible corpus, greedy and beam 5, each precision. The command
 runs each get a fresh output (translation memory off), so nothing is reused between runs; their
 outputs must equal the Python API's (hypotheses do not depend on batching), which the JSON records.
+Each command's fixed cost (interpreter, imports, model load, for Parquet the temporary Prefect
+server) is measured by the same command on one sentence, and reported beside the whole-run figure.
 Training: the benchmark architecture (``train_bench.py``) on the Bible training set for a few minutes.
 """
 
@@ -64,8 +66,8 @@ def api_run(package, precision: str, beam: int, src: list[str], refs: list[str],
 def cli_run(model: str, precision: str, beam: int, source: Path, workdir: Path, max_tokens: int,
             parquet: bool) -> tuple[float, list[str]]:
     """``s2s translate`` as a user runs it; wall seconds of the whole command and its output lines."""
-    name = f"{'parquet' if parquet else 'text'}-{precision}-beam{beam}"
-    output = workdir / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    output = workdir / f"{'parquet' if parquet else 'text'}-{precision}-beam{beam}"
     command = [*S2S, "translate", "--model", model, "--input", str(source), "--output", str(output),
                "--beam", str(beam), "--precision", precision, "--max-tokens", str(max_tokens), "-q"]
     if parquet:
@@ -129,6 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
         text_source.write_text("\n".join(src) + "\n", encoding="utf-8")
         parquet_source = workdir / "test.parquet"
         test.select("id", "src").write_parquet(parquet_source)
+        one_row = {"text": workdir / "one.src.txt", "parquet": workdir / "one.parquet"}
+        one_row["text"].write_text(src[0] + "\n", encoding="utf-8")
+        test.select("id", "src").head(1).write_parquet(one_row["parquet"])
+        startup: dict[tuple[str, str], float] = {}
         for precision in args.precisions:
             for beam in args.beams:
                 key = f"{precision}-beam{beam}"
@@ -137,12 +143,21 @@ def main(argv: list[str] | None = None) -> dict:
                 entry = {"api": run}
                 if not args.no_cli:
                     for parquet in (False, True):
+                        mode = "parquet" if parquet else "text"
+                        if (precision, mode) not in startup:  # the command's fixed cost: one sentence
+                            startup[precision, mode] = cli_run(
+                                args.model, precision, 1, one_row[mode], workdir / f"one-{precision}",
+                                args.max_tokens, parquet)[0]
                         seconds, lines = cli_run(args.model, precision, beam,
                                                  parquet_source if parquet else text_source, workdir,
                                                  args.max_tokens, parquet)
-                        entry["cli_parquet" if parquet else "cli_text"] = {
+                        translating = seconds - startup[precision, mode]
+                        entry[f"cli_{mode}"] = {
                             "seconds": round(seconds, 2),
                             "target_tokens_per_second": round(run["target_tokens"] / seconds, 1),
+                            "one_sentence_seconds": round(startup[precision, mode], 2),
+                            "target_tokens_per_second_after_startup": round(
+                                run["target_tokens"] / translating, 1),
                             "same_output_as_api": lines == hyps}
                 result["decode"][key] = entry
                 print(key, entry, file=sys.stderr, flush=True)

@@ -100,22 +100,27 @@ def greedy_search(
     return results
 
 
-def _top_candidates(scores: torch.Tensor, log_probs: torch.Tensor, k: int
+def _top_candidates(scores: torch.Tensor, logits: torch.Tensor, k: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 2k best one-token extensions of each sentence's beams, best first.
 
-    ``scores [A, k]`` and ``log_probs [A*k, V]`` give candidate scores ``[A, 2k]``, the decoder row
-    each candidate extends (its backpointer) ``[A, 2k]`` and its token ``[A, 2k]``. Taking 2k
-    guarantees k candidates that do not end in EOS: each beam has only one EOS extension.
+    ``scores [A, k]`` and next-token ``logits [A*k, V]`` give candidate scores ``[A, 2k]``, the
+    decoder row each candidate extends (its backpointer) ``[A, 2k]`` and its token ``[A, 2k]``.
+    Taking 2k guarantees k candidates that do not end in EOS: each beam has only one EOS extension.
+    A sentence's 2k best candidates are among its beams' 2k best tokens each, so only those are
+    normalised (logit − logsumexp): no [A*k, V] log-softmax, and a top-k over 2k² candidates, not kV.
     """
-    n_active, vocab = scores.size(0), log_probs.size(-1)
-    # Candidate (beam j, token v) of a sentence sits at flat index j*V + v.
-    candidates = (scores.unsqueeze(-1) + log_probs.view(n_active, k, vocab)).view(n_active, -1)  # [A, k*V]
+    n_active = scores.size(0)
+    logits = logits.float()
+    row_best, row_tokens = logits.topk(2 * k, dim=-1)  # [A*k, 2k] each
+    row_log_probs = row_best - logits.logsumexp(dim=-1, keepdim=True)  # [A*k, 2k]
+    # Candidate (beam j, its i-th best token) of a sentence sits at flat index j*2k + i.
+    candidates = (scores.unsqueeze(-1) + row_log_probs.view(n_active, k, 2 * k)).view(n_active, -1)
     top_scores, top_index = candidates.topk(2 * k, dim=1)  # [A, 2k]
-    # Undo the flattening: beam j = index // V; sentence a's beams are rows a*k .. a*k+k-1.
-    top_rows = torch.div(top_index, vocab, rounding_mode="floor") + (
+    top_tokens = row_tokens.view(n_active, -1).gather(1, top_index)  # [A, 2k]
+    # Undo the flattening: beam j = index // 2k; sentence a's beams are rows a*k .. a*k+k-1.
+    top_rows = torch.div(top_index, 2 * k, rounding_mode="floor") + (
         torch.arange(n_active, device=scores.device) * k).unsqueeze(1)
-    top_tokens = top_index % vocab
     return top_scores, top_rows, top_tokens
 
 
@@ -179,8 +184,8 @@ def beam_search(
 
     for t in range(max(limits)):
         length = t + 1  # tokens in a hypothesis after this step, EOS included
-        log_probs, weights, state = model.decode_step(prev, enc, state)  # [A*k, V], [A*k, S]
-        top_scores, top_rows, top_tokens = _top_candidates(scores, log_probs, k)  # [A, 2k] each
+        logits, weights, state = model.step_logits(prev, enc, state)  # [A*k, V], [A*k, S]
+        top_scores, top_rows, top_tokens = _top_candidates(scores, logits, k)  # [A, 2k] each
         limited = [limits[s] <= length for s in active]  # [A]: this step emits the last allowed token
         at_limit = torch.tensor(limited, device=device)  # [A]
         is_eos = top_tokens == EOS_ID  # [A, 2k]

@@ -69,7 +69,7 @@ class ModelConfig:
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder with attention; the search functions drive ``encode`` and ``decode_step``."""
+    """Encoder-decoder with attention; the search functions drive ``encode`` and ``step_logits``."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -141,7 +141,8 @@ class BigramModel:
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         return DecoderState(torch.zeros(1, enc.final.size(0), 1), None)
 
-    def decode_step(self, prev: torch.Tensor, enc: EncoderOutput, state: DecoderState):
+    def step_logits(self, prev: torch.Tensor, enc: EncoderOutput, state: DecoderState):
+        """Log-probabilities serve as logits: they are already normalised."""
         weights = enc.mask.float() / enc.mask.sum(1, keepdim=True)
         return self.log_probs[prev], weights, state
 
