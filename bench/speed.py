@@ -79,8 +79,9 @@ def cli_run(model: str, precision: str, beam: int, source: Path, workdir: Path, 
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
     if not parquet:
         return seconds, output.read_text(encoding="utf-8").splitlines()
-    rows = pl.read_parquet(sorted(output.glob("**/part-*.parquet"))).sort("id")
-    return seconds, rows["translation"].to_list()
+    rows = pl.read_parquet(sorted(output.glob("**/part-*.parquet")))
+    by_id = dict(zip(rows["id"].to_list(), rows["translation"].to_list(), strict=True))
+    return seconds, [by_id.get(row_id) for row_id in pl.read_parquet(source)["id"].to_list()]
 
 
 def training_throughput(data: Path, seconds: float, amp: str) -> dict:
