@@ -132,9 +132,10 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _start_prefect_server_early() -> Callable[[], None]:
     """Start Prefect's temporary API server now, in the background, when the command will need one.
 
-    Prefect starts it at the flow's first API call: ~2.5 s of a server process importing and
-    migrating, after the command's own ~3 s of imports and input checks. Started here, the two
-    overlap (the server is another process: the other core). Returns the wait for it, to call before
+    Prefect starts it at the flow's first API call: ~3.5 s of a server process importing and
+    migrating, after the command has imported its flow and checked its inputs. Started once the
+    cheap checks have passed (a typo still fails at once), the two overlap: the server is another
+    process, on the other core. Returns the wait for it, to call before
     the flow runs (Prefect's own start returns at once while the server is still coming up). Nothing
     happens with PREFECT_API_URL set; a failure here is left to Prefect's own start to report.
     """
@@ -172,8 +173,8 @@ def _pipeline_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    server_ready = _start_prefect_server_early()
     config = _pipeline_config(args)
+    server_ready = _start_prefect_server_early()
     from flows.train import train_flow
 
     server_ready()
@@ -184,8 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    server_ready = _start_prefect_server_early()
     config = _pipeline_config(args)
+    server_ready = _start_prefect_server_early()
     from flows.retrain import retrain_flow
 
     server_ready()
@@ -196,7 +197,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    server_ready = _start_prefect_server_early()
     from tasks.config import EvaluateSection, validate_section
 
     options = _storage_options(args.storage_option)
@@ -207,6 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = validate_section(EvaluateSection, {
         "decode": {"beam_size": args.beam, "max_tokens": args.max_tokens}, "n_bootstrap": args.bootstrap,
         "precision": args.precision})
+    server_ready = _start_prefect_server_early()
     from flows.evaluate import evaluate_flow
 
     server_ready()
@@ -267,7 +268,6 @@ def _translate_text(args: argparse.Namespace, options: dict) -> int:
 
 
 def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
-    server_ready = _start_prefect_server_early()
     from tasks.config import ConfigError, validate_translate_config
 
     if args.input == "-" or not args.output or args.output == "-":
@@ -284,6 +284,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output"),
                       *(((config.memory_url, "memory"),) if config.memory_url else ())):
         _check_url(url, what, **options)
+    server_ready = _start_prefect_server_early()
     from tasks.translate import preflight
 
     preflight(config)
