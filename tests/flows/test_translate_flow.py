@@ -296,7 +296,10 @@ def test_rows_out_of_memory_alone_are_counted_exit_3_and_retried_with_retry_fail
     assert main([*args, "--output", str(tmp_path / "clean"), "--no-memory"]) == 0
     package = load_package(trained["model"])
     small_gpu = OutOfMemoryTranslator(package.model, package.tokenizers, torch.device("cpu"))
-    monkeypatch.setitem(tasks.translate._TRANSLATORS, (trained["model"], "auto", "auto", "en"), small_gpu)
+    # The key of the translator this command's chunks use: (model, device, amp, precision, language).
+    key = (trained["model"], "auto", "auto", "fp32", "en")
+    assert key in tasks.translate._TRANSLATORS, list(tasks.translate._TRANSLATORS)  # the clean run's
+    monkeypatch.setitem(tasks.translate._TRANSLATORS, key, small_gpu)
     out = tmp_path / "out"
 
     # Finished, every row out, some failed: the exit code tells a scheduler.
