@@ -8,14 +8,12 @@ needs them, never at module import: ``s2s --help`` and ``s2s --version`` answer 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
 import textwrap
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,37 +127,6 @@ def _say(args: argparse.Namespace, message: str) -> None:
 # ------------------------------------------------------------------------------------------ commands
 
 
-def _start_prefect_server_early() -> Callable[[], None]:
-    """Start Prefect's temporary API server now, in the background, when the command will need one.
-
-    Prefect starts it at the flow's first API call: ~3.5 s of a server process importing and
-    migrating, after the command has imported its flow and checked its inputs. Started once the
-    cheap checks have passed (a typo still fails at once), the two overlap: the server is another
-    process, on the other core. Returns the wait for it, to call before
-    the flow runs (Prefect's own start returns at once while the server is still coming up). Nothing
-    happens with PREFECT_API_URL set; a failure here is left to Prefect's own start to report.
-    """
-
-    def start() -> None:
-        with contextlib.suppress(Exception):
-            from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-            if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-                from prefect.server.api.server import SubprocessASGIServer
-
-                SubprocessASGIServer().start()
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    _SERVER_STARTS.append(thread)
-    return thread.join
-
-
-# Joined before the command exits, on errors too: a server whose start is cut short by the interpreter
-# exiting could miss Prefect's own stop at exit and outlive the command.
-_SERVER_STARTS: list[threading.Thread] = []
-
-
 def _pipeline_config(args: argparse.Namespace) -> Any:
     """The validated config of ``train``/``retrain``: YAML + --set + --store + --run-id, URLs checked."""
     from tasks.config import load_config
@@ -174,10 +141,8 @@ def _pipeline_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _pipeline_config(args)
-    server_ready = _start_prefect_server_early()
     from flows.train import train_flow
 
-    server_ready()
     result = train_flow(config)
     _print_json({k: result[k] for k in ("run", "model", "report", "scores")})
     _say(args, f"report: {result['report']}\nmodel:  {result['model']}")
@@ -186,10 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     config = _pipeline_config(args)
-    server_ready = _start_prefect_server_early()
     from flows.retrain import retrain_flow
 
-    server_ready()
     result = retrain_flow(config)
     _print_json({k: result.get(k) for k in ("run", "model", "decision", "reason", "champion", "report")})
     _say(args, f"{result['decision']}: {result['model']}\nreport: {result['report']}")
@@ -207,10 +170,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = validate_section(EvaluateSection, {
         "decode": {"beam_size": args.beam, "max_tokens": args.max_tokens}, "n_bootstrap": args.bootstrap,
         "precision": args.precision})
-    server_ready = _start_prefect_server_early()
     from flows.evaluate import evaluate_flow
 
-    server_ready()
     result = evaluate_flow(args.model, args.test, report, settings, args.src_column, args.ref_column, options)
     _print_json({"scores": result["scores"], "report": result["report"], "markdown": result["markdown"]})
     _say(args, f"report: {result['markdown']}")
@@ -284,13 +245,11 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output"),
                       *(((config.memory_url, "memory"),) if config.memory_url else ())):
         _check_url(url, what, **options)
-    server_ready = _start_prefect_server_early()
     from tasks.translate import preflight
 
     preflight(config)
     from flows.translate import run_translation
 
-    server_ready()
     result = run_translation(config)
     keys = ("rows_in", "rows_out", "statuses", "failed_rows", "this_run", "manifest")
     _print_json({k: result.get(k) for k in keys})
@@ -471,9 +430,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"s2s: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    finally:
-        for thread in _SERVER_STARTS:
-            thread.join()
 
 
 if __name__ == "__main__":
