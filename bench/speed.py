@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,21 +47,26 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def api_run(package, precision: str, beam: int, src: list[str], refs: list[str], max_tokens: int) -> dict:
-    """Decode through the Python API; a short warm-up first (first-call allocations, kernel choice)."""
+def api_run(package, precision: str, beam: int, src: list[str], refs: list[str], max_tokens: int,
+            repeats: int) -> dict:
+    """Decode through the Python API, ``repeats`` times (the median counts); a short warm-up first
+    (first-call allocations, kernel choice)."""
     translator = package.translator(device="cpu", precision=precision)
     config = DecodeConfig(beam_size=beam, max_tokens=max_tokens)
     translator.translate(src[:32], config)
-    start = time.perf_counter()
-    out = translator.translate(src, config)
-    seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = translator.translate(src, config)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
     hyps = [t.text for t in out]
     scores = corpus_scores(hyps, refs)
     tokens = sum(len(t.tokens) + 1 for t in out)  # EOS counts: the decoder computed it
     return {"seconds": round(seconds, 2), "sentences_per_second": round(len(src) / seconds, 1),
             "target_tokens": tokens, "target_tokens_per_second": round(tokens / seconds, 1),
             "bleu": round(scores["bleu"].score, 2), "chrf": round(scores["chrf"].score, 2),
-            "hypotheses": hyps}
+            "runs_seconds": [round(t, 2) for t in times], "hypotheses": hyps}
 
 
 def cli_run(model: str, precision: str, beam: int, source: Path, workdir: Path, max_tokens: int,
@@ -110,6 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--max-tokens", type=int, default=6000, help="source tokens per batch (the CLI's)")
     parser.add_argument("--no-cli", action="store_true", help="skip the s2s translate runs")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs of each measurement; the median is reported (this VM's speed "
+                             "varies ±10%% between runs)")
     parser.add_argument("--train-seconds", type=float, default=180, help="0: skip training")
     parser.add_argument("--train-amp", nargs="+", default=["none"], help="none (fp32) and/or bf16")
     parser.add_argument("--out", type=Path)
@@ -139,19 +148,21 @@ def main(argv: list[str] | None = None) -> dict:
         for precision in args.precisions:
             for beam in args.beams:
                 key = f"{precision}-beam{beam}"
-                run = api_run(package, precision, beam, src, refs, args.max_tokens)
+                run = api_run(package, precision, beam, src, refs, args.max_tokens, args.repeats)
                 hyps = run.pop("hypotheses")
                 entry = {"api": run}
                 if not args.no_cli:
                     for parquet in (False, True):
                         mode = "parquet" if parquet else "text"
                         if (precision, mode) not in startup:  # the command's fixed cost: one sentence
-                            startup[precision, mode] = cli_run(
-                                args.model, precision, 1, one_row[mode], workdir / f"one-{precision}",
-                                args.max_tokens, parquet)[0]
-                        seconds, lines = cli_run(args.model, precision, beam,
-                                                 parquet_source if parquet else text_source, workdir,
-                                                 args.max_tokens, parquet)
+                            startup[precision, mode] = statistics.median(
+                                cli_run(args.model, precision, 1, one_row[mode],
+                                        workdir / f"one-{precision}-{i}", args.max_tokens, parquet)[0]
+                                for i in range(args.repeats))
+                        runs = [cli_run(args.model, precision, beam,
+                                        parquet_source if parquet else text_source, workdir / f"run-{i}",
+                                        args.max_tokens, parquet) for i in range(args.repeats)]
+                        seconds = statistics.median(t for t, _ in runs)
                         translating = seconds - startup[precision, mode]
                         entry[f"cli_{mode}"] = {
                             "seconds": round(seconds, 2),
@@ -159,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                             "one_sentence_seconds": round(startup[precision, mode], 2),
                             "target_tokens_per_second_after_startup": round(
                                 run["target_tokens"] / translating, 1),
-                            "same_output_as_api": lines == hyps}
+                            "runs_seconds": [round(t, 2) for t, _ in runs],
+                            "same_output_as_api": all(out == hyps for _, out in runs)}
                 result["decode"][key] = entry
                 print(key, entry, file=sys.stderr, flush=True)
         fp32 = {beam: result["decode"].get(f"fp32-beam{beam}") for beam in args.beams}
