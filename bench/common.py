@@ -1,9 +1,10 @@
-"""Shared by the benchmarks: peak memory and JSON output."""
+"""Shared by the benchmarks: peak memory, load average and JSON output."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,11 @@ from pathlib import Path
 def peak_rss_mb() -> float:
     """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages, rounded: recorded beside every figure."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def emit(result: dict, out: Path | None) -> dict:

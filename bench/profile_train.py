@@ -18,15 +18,14 @@ from pathlib import Path
 
 import polars as pl
 import torch
-from common import emit, peak_rss_mb
+from common import emit, load_average, peak_rss_mb
 from torch import nn
-from train_bench import DEFAULT_DATA, reference_model_config
+from train_bench import DEFAULT_DATA, reference_setup
 
 from s2s_core.device import autocast
 from s2s_core.model.seq2seq import build_model
-from s2s_core.text.tokenizer import PAD_ID, TokenizerConfig, train_tokenizers
+from s2s_core.text.tokenizer import PAD_ID
 from s2s_core.training.config import TrainConfig
-from s2s_core.training.data import make_examples
 from s2s_core.training.loss import smoothed_cross_entropy
 from s2s_core.training.trainer import Trainer
 
@@ -66,13 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     train = pl.read_parquet(args.data / "train.parquet").head(6000)
-    tokenizers = train_tokenizers(train["src"].to_list(), train["tgt"].to_list(),
-                                  TokenizerConfig(model_type="unigram", vocab_size=8000, joint=True))
+    tokenizers, config, examples, _ = reference_setup(train)
     torch.manual_seed(0)
-    config = reference_model_config(tokenizers.src.vocab_size)
     model = build_model(config)
-    examples, _ = make_examples(tokenizers, train["src"].to_list(), train["tgt"].to_list(),
-                                config.max_src_len, config.max_tgt_len)
     trainer = Trainer(model, tokenizers, TrainConfig(max_steps=10**6, max_tokens=args.max_tokens, lr=1e-3,
                                                      warmup_steps=10, amp=args.amp, device=args.device),
                       examples)
@@ -132,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "profile_train", "label": args.label, "date": time.strftime("%Y-%m-%d"),
         "machine": {"cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
+                    "load_average": load_average(), "torch": torch.__version__,
                     "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"},
         "steps": args.steps, "target_tokens": tokens,
         "seconds_per_step": round(total / args.steps, 4),

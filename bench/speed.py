@@ -26,25 +26,19 @@ from pathlib import Path
 
 import polars as pl
 import torch
-from common import emit, peak_rss_mb
-from train_bench import DEFAULT_DATA, reference_model_config
+from common import emit, load_average, peak_rss_mb
+from train_bench import DEFAULT_DATA, reference_setup
 
 from s2s_core.evaluation.metrics import corpus_scores
 from s2s_core.inference.package import load_package
 from s2s_core.inference.precision import PRECISIONS
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import build_model
-from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
 from s2s_core.training.config import TrainConfig
-from s2s_core.training.data import make_examples
 from s2s_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 S2S = [sys.executable, "-m", "flows.cli"]
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def api_run(package, precision: str, beam: int, src: list[str], refs: list[str], max_tokens: int,
@@ -92,13 +86,8 @@ def cli_run(model: str, precision: str, beam: int, source: Path, workdir: Path, 
 
 def training_throughput(data: Path, seconds: float, amp: str) -> dict:
     """Target tokens/s of the benchmark model on the Bible training set over ``seconds`` of training."""
-    train = pl.read_parquet(data / "train.parquet")
-    tokenizers = train_tokenizers(train["src"].to_list(), train["tgt"].to_list(),
-                                  TokenizerConfig(model_type="unigram", vocab_size=8000, joint=True))
+    tokenizers, config, examples, _ = reference_setup(pl.read_parquet(data / "train.parquet"))
     torch.manual_seed(0)
-    config = reference_model_config(tokenizers.src.vocab_size)
-    examples, _ = make_examples(tokenizers, train["src"].to_list(), train["tgt"].to_list(),
-                                config.max_src_len, config.max_tgt_len)
     trainer = Trainer(build_model(config), tokenizers,
                       TrainConfig(max_minutes=seconds / 60, max_tokens=2500, lr=2e-3, warmup_steps=200,
                                   eval_every=0, log_every=0, checkpoint_every=0, amp=amp, device="cpu"),

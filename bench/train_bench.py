@@ -16,19 +16,30 @@ from pathlib import Path
 
 import polars as pl
 import torch
-from common import emit, peak_rss_mb
+from common import emit, load_average, peak_rss_mb
 
 from s2s_core.evaluation.metrics import corpus_scores
 from s2s_core.inference.package import save_package
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
 from s2s_core.storage import Store
-from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
+from s2s_core.text.tokenizer import TokenizerConfig, Tokenizers, train_tokenizers
 from s2s_core.training.config import TrainConfig
-from s2s_core.training.data import make_examples
+from s2s_core.training.data import Example, make_examples
 from s2s_core.training.trainer import Trainer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bible-es-en"
+
+
+def reference_setup(train: pl.DataFrame) -> tuple[Tokenizers, ModelConfig, list[Example], int]:
+    """The benchmark's tokenizers (joint unigram, 8k), architecture and training examples for the
+    ``src``/``tgt`` pairs of ``train``, and how many pairs were skipped as too long."""
+    src, tgt = train["src"].to_list(), train["tgt"].to_list()
+    tokenizers = train_tokenizers(src, tgt,
+                                  TokenizerConfig(model_type="unigram", vocab_size=8000, joint=True))
+    config = reference_model_config(tokenizers.src.vocab_size)
+    examples, skipped = make_examples(tokenizers, src, tgt, config.max_src_len, config.max_tgt_len)
+    return tokenizers, config, examples, skipped
 
 
 def reference_model_config(vocab_size: int) -> ModelConfig:
@@ -97,13 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     split = {name: pl.read_parquet(args.data / f"{name}.parquet") for name in ("train", "dev", "test")}
     t0 = time.perf_counter()
-    tokenizers = train_tokenizers(split["train"]["src"].to_list(), split["train"]["tgt"].to_list(),
-                                  TokenizerConfig(model_type="unigram", vocab_size=8000, joint=True))
-    tokenizer_seconds = time.perf_counter() - t0
-    config = reference_model_config(tokenizers.src.vocab_size)
+    tokenizers, config, examples, skipped = reference_setup(split["train"])
+    setup_seconds = time.perf_counter() - t0
     model = build_model(config)
-    examples, skipped = make_examples(tokenizers, split["train"]["src"].to_list(),
-                                      split["train"]["tgt"].to_list(), config.max_src_len, config.max_tgt_len)
     train_config = TrainConfig(max_minutes=args.minutes, max_tokens=args.max_tokens, lr=args.lr,
                                warmup_steps=args.warmup, eval_every=args.eval_every,
                                eval_max_sentences=args.eval_sentences, patience=None, log_every=50,
@@ -135,14 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "train_bench",
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "cores": os.cpu_count(), "load_average_at_end": load_average(),
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
                     "torch": torch.__version__},
         "model": {**config.to_dict(), "parameters": count_parameters(model)},
         "data": {"train_pairs": len(examples), "skipped_pairs": skipped, "dev": len(split["dev"]),
                  "test": len(test_src), "vocab_size": tokenizers.src.vocab_size,
-                 "tokenizer_seconds": round(tokenizer_seconds, 1)},
+                 "setup_seconds": round(setup_seconds, 1)},  # tokenizers and examples
         "training": {"budget_minutes": args.minutes, "steps": state.step, "epochs": round(epochs, 2),
                      "seconds": round(train_seconds, 1), "dev_eval_seconds": round(state.eval_seconds, 1),
                      "target_tokens": state.target_tokens,

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from s2s_core.inference.precision import DEFAULT_PRECISION
+from s2s_core.inference.precision import DEFAULT_PRECISION, PRECISIONS
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import ModelConfig
@@ -34,8 +34,7 @@ from s2s_core.text.tokenizer import TokenizerConfig
 from s2s_core.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-# s2s_core.inference.precision.PRECISIONS, spelled out for the schema (tests check they agree).
-Precision = Literal["fp32", "bf16", "int8"]
+Precision = Literal[*PRECISIONS]
 PRECISION_HELP = ("inference precision: fp32 (as trained), bf16 (bfloat16 autocast; AMP bf16 on CUDA) "
                   "or int8 (int8 weights, torchao); see README, Precision")
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

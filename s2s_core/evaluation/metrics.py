@@ -51,7 +51,7 @@ def corpus_score_ci(name: str, hypotheses: Sequence[str], references: Sequence[s
                     n_bootstrap: int = 1000) -> BootstrapScore:
     """One sacrebleu metric with a bootstrap 95% confidence interval (none if ``n_bootstrap`` ≤ 1).
 
-    Resampling is sacrebleu's own (``corpus_score(..., n_bootstrap=N)``), seeded from the
+    Resampling is sacrebleu's own (see ``_bootstrap``), seeded from the
     ``SACREBLEU_SEED`` environment variable (default 12345, ``none`` = unseeded), so the interval is
     deterministic unless that variable says otherwise; the signature records ``bs`` and ``seed``.
     """
@@ -59,10 +59,10 @@ def corpus_score_ci(name: str, hypotheses: Sequence[str], references: Sequence[s
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     if not hypotheses:
         raise ValueError("cannot score an empty corpus")  # sacrebleu fails with an IndexError
-    metric = METRICS[name]()
     if n_bootstrap <= 1:
-        result = metric.corpus_score(list(hypotheses), [list(references)])
-        return BootstrapScore(name, float(result.score), str(metric.get_signature()))
+        plain = corpus_score(name, hypotheses, references)
+        return BootstrapScore(name, plain.score, plain.signature)
+    metric = METRICS[name]()
     score, resampled = _bootstrap(metric, list(hypotheses), [list(references)], n_bootstrap)
     # The symmetric interval can spill outside the metric's range on small corpora (e.g. a negative
     # TER), where every resample score lies inside it, so clip.
