@@ -4,7 +4,8 @@ verification, Prefect). Every measurement runs in a fresh subprocess, so peak RS
 
 The corpus repeats the Bible test split (unique ids ``<verse>#<copy>``) up to the requested size.
 Without PREFECT_API_URL a loopback ``prefect server start`` is run for the benchmark's duration, so
-no run pays for starting a temporary server.
+no run pays for starting a temporary server. The translation memory is off: the corpus repeats the
+same sentences, which a memory would serve after the first chunk (``bench/incremental.py`` measures it).
 
     python bench/translate_bench.py --model store/models/bible/v1 --out bench/results/translate-cpu.json
     python bench/translate_bench.py --model <tiny package> --rows 2000 --sizes 1000 2000 --beam 1 2
@@ -29,7 +30,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from common import add_run_options, emit, peak_rss_mb, run_child
+from common import add_run_options, emit, load_average, peak_rss_mb, run_child
+
+from s2s_core.inference.precision import DEFAULT_PRECISION, PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bible-es-en" / "test.parquet"
@@ -64,6 +67,7 @@ def measured_run(spec: dict) -> dict:
 
     config = TranslateConfig(model=spec["model"], input=spec["corpus"], output=spec["output"],
                              chunk_rows=spec["chunk_rows"], workers=spec["workers"], device=spec["device"],
+                             precision=spec["precision"], use_memory=False,
                              decode={"beam_size": spec["beam"], "max_tokens": spec["max_tokens"]})
     started = time.perf_counter()
     result = run_translation(config)
@@ -73,7 +77,8 @@ def measured_run(spec: dict) -> dict:
     model_seconds = seconds["translate"]
     rows, tokens = manifest["rows_out"], manifest["target_tokens"]
     return {
-        "rows": rows, "beam": spec["beam"], "workers": spec["workers"], "chunks": len(manifest["chunks"]),
+        "rows": rows, "beam": spec["beam"], "precision": manifest["precision"], "workers": spec["workers"],
+        "chunks": manifest["chunks"]["count"],
         "wall_seconds": round(wall, 2),
         "sentences_per_second": round(rows / wall, 1),
         "target_tokens_per_second": round(tokens / wall, 1),
@@ -109,9 +114,10 @@ def prefect_api(home: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-services", "--no-ui"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    # The interpreter's own prefect: the venv's bin directory need not be on PATH.
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-services", "--no-ui"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 180
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="corpus sizes for the peak-RSS comparison (greedy, first --beam)")
     parser.add_argument("--row-group-rows", type=int, default=10_000, help="row group size of the corpus")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION)
     add_run_options(parser)
     args = parser.parse_args(argv)
     if (result := run_child(args, measured_run)) is not None:
@@ -149,16 +156,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="s2s-translate-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
     runs = {(args.rows, b) for b in args.beam} | {(n, args.beam[0]) for n in args.sizes}
     results = []
     with prefect_api(workdir / "prefect-home") as api:
         env = {**os.environ, "PREFECT_API_URL": api}
         for rows, beam in sorted(runs, key=lambda rb: (rb[1], rb[0])):
             corpus = build_corpus(args.data, rows, workdir / f"corpus-{rows}.parquet", args.row_group_rows)
-            output = workdir / f"out-{rows}-beam{beam}-{time.strftime('%H%M%S')}"
+            output = workdir / f"out-{rows}-beam{beam}-{args.precision}-{time.strftime('%H%M%S')}"
             spec = {"model": args.model, "corpus": str(corpus), "output": str(output), "beam": beam,
                     "chunk_rows": args.chunk_rows, "workers": args.workers, "device": args.device,
-                    "max_tokens": args.max_tokens, "rows": rows}
+                    "max_tokens": args.max_tokens, "rows": rows, "precision": args.precision}
             print(f"translating {rows} rows, beam {beam} ...", file=sys.stderr)
             results.append(measure(spec, env))
     throughput = {("greedy" if r["beam"] == 1 else f"beam{r['beam']}"): r
@@ -171,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                     "torch": torch.__version__},
-        "model": args.model,
+        "load_average_before": load_before, "load_average_after": load_average(),
+        "model": args.model, "precision": args.precision,
         "corpus": {"base": str(args.data), "rows": args.rows, "chunk_rows": args.chunk_rows,
                    "row_group_rows": args.row_group_rows, "workers": args.workers},
         "throughput": throughput,

@@ -40,7 +40,10 @@ from s2s_core.corpus.plan import MANIFEST, MANIFEST_FORMAT, JobPlan, JobSpec, in
 from s2s_core.storage import Store
 
 CHUNK_INDEX = "_chunks.parquet"  # leading underscore: not a data file for Parquet readers (or for us)
-DEFAULT_WORKERS = 16  # concurrent footer/marker reads: object-store latency, not CPU, is the limit
+REMOTE_WORKERS = 16  # concurrent reads from an object store: its latency, not CPU, is the limit
+# On a local disk reads are bound by decoding, so threads beyond a few only add memory: each thread
+# that reads Parquet keeps its own allocator heap (~4 MB with pyarrow's mimalloc), 130 MB at 16.
+LOCAL_WORKERS = 4
 SECONDS = ("read", "load", "translate", "write", "total")
 # Per-chunk counters other steps add to markers ({"hits": 3, ...}); the manifest sums each by key.
 COUNTERS = ("memory", "flags")
@@ -93,13 +96,15 @@ class _Totals:
 
 
 def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
-                  max_ids_in_memory: int = DEFAULT_MAX_IDS_IN_MEMORY, workers: int = DEFAULT_WORKERS) -> dict:
+                  max_ids_in_memory: int = DEFAULT_MAX_IDS_IN_MEMORY, workers: int | None = None) -> dict:
     """Verify the output against the plan and write the manifest and chunk index.
 
     Raises ``DamagedChunksError`` (after un-committing them) for damaged parts, ``VerificationError``
-    for anything else that is wrong. Stale chunks are left for ``remove_stale``.
+    for anything else that is wrong. Stale chunks are left for ``remove_stale``. ``workers``: how many
+    reads run at once (default: ``read_workers``).
     """
-    _check_committed(spec, plan)
+    workers = workers or read_workers(spec.input, spec.output)
+    _check_committed(spec, plan, workers)
     totals, index = _inspect_chunks(spec.output, plan, workers)
     ids = _check_ids(spec, plan, max_ids_in_memory, workers) if spec.id_column else {"column": None}
     rows = plan.corpus.rows
@@ -140,7 +145,7 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     return manifest
 
 
-def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int = DEFAULT_WORKERS) -> dict:
+def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int | None = None) -> dict:
     """Delete the parts and markers of chunks outside the plan (files removed or rewritten since).
 
     Called after ``manifest`` (this run's) was written: the manifest is the source of truth, and a
@@ -149,6 +154,7 @@ def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int = DE
     plan: a concurrent run over a newer listing of the input may be committing chunks this plan does
     not know. If another run has written a newer manifest meanwhile, nothing is removed.
     """
+    workers = workers or read_workers(spec.output)
     planned = {c.id for c in plan.chunks}
     markers = {n[: -len(".json")] for n in spec.output.list_names(commit.DONE_DIR) if n.endswith(".json")}
     parts = {n[len("part-"): -len(".parquet")] for n in spec.output.list_names()
@@ -210,6 +216,12 @@ def output_parts(output: Store) -> list[str]:
     return [output.url_of(n) for n in names]
 
 
+def read_workers(*stores: Store) -> int:
+    """How many reads to run at once: many where an object store's latency is the limit, a few on a
+    local disk (``LOCAL_WORKERS``, ``REMOTE_WORKERS``)."""
+    return LOCAL_WORKERS if all(store.local for store in stores) else REMOTE_WORKERS
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """``map(fn, items)`` on a thread pool, in order, with at most ``2 × workers`` results in flight."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -242,7 +254,7 @@ def first_difference(left: Iterator[pa.Array], right: Iterator[pa.Array]) -> int
         x, y, pos = x.slice(n), y.slice(n), pos + n
 
 
-def _check_committed(spec: JobSpec, plan: JobPlan) -> None:
+def _check_committed(spec: JobSpec, plan: JobPlan, workers: int) -> None:
     """Every planned chunk has a marker, and every other marker is a stale one of this job.
 
     Markers outside the plan are chunks of files since removed or rewritten: stale, removed after
@@ -256,7 +268,7 @@ def _check_committed(spec: JobSpec, plan: JobPlan) -> None:
         raise VerificationError(f"{len(missing)} of {len(planned)} chunks are not committed "
                                 f"(first {missing[0]}); run the same command again to finish them")
     unplanned = sorted(committed - planned)
-    checks = ordered_map(lambda c: _is_foreign(spec.output, c, plan.fingerprint), unplanned, DEFAULT_WORKERS)
+    checks = ordered_map(lambda c: _is_foreign(spec.output, c, plan.fingerprint), unplanned, workers)
     foreign = [c for c, is_foreign in zip(unplanned, checks, strict=True) if is_foreign]
     if foreign:
         raise VerificationError(f"{spec.output.url_of(commit.DONE_DIR)} holds markers of chunks committed "

@@ -13,10 +13,12 @@ Batch invariance: fp32 and int8 give a sentence the same hypotheses alone or in 
 that change with the batch shape only move float32 round-off, ~1e-6 in a score). bf16 does not, on
 CPUs whose oneDNN picks other bf16 kernels for other batch shapes (AMX): rounding to bfloat16 turns
 that round-off into differences of a bfloat16 step, and ~5% of sentences of a real model get another
-(equally good) translation when batched differently. int8 with quantized activations (per token,
-torchao ``Int8DynamicActivationInt8WeightConfig``) has the same problem for the same reason, and a
-per-tensor activation scale (torch's deprecated ``quantize_dynamic``) would make every row depend on
-the others by construction: hence weight-only int8. Measurements: README, "Performance", "Precision".
+(equally good) translation when batched differently. AMX is also where bf16's speed comes from: the
+batch-invariant bf16 we measured (no AMX, step-wise encoder, bf16 attention) was slower than fp32.
+int8 with quantized activations (per token, torchao ``Int8DynamicActivationInt8WeightConfig``) has
+the same problem for the same reason, and a per-tensor activation scale (torch's deprecated
+``quantize_dynamic``) would make every row depend on the others by construction: hence weight-only
+int8. Measurements: README, "Performance", "Precision".
 """
 
 from __future__ import annotations

@@ -7,12 +7,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from s2s_core.corpus.verify import (
+    LOCAL_WORKERS,
+    REMOTE_WORKERS,
     DamagedChunksError,
     VerificationError,
     first_difference,
     ordered_map,
+    read_workers,
     verify_output,
 )
+from s2s_core.storage import Store
 from tests.s2s_core.corpus.helpers import job, reverse_corpus, run_job
 
 
@@ -25,6 +29,12 @@ def test_first_difference_walks_streams_with_different_batch_boundaries():
 
 def test_ordered_map_keeps_order_with_few_results_in_flight():
     assert list(ordered_map(lambda x: x * x, range(100), workers=4)) == [x * x for x in range(100)]
+
+
+def test_reads_run_few_at_a_time_on_a_local_disk_and_many_where_a_store_is_remote(tmp_path):
+    local, remote = Store(str(tmp_path)), Store("memory://bucket/out")
+    assert read_workers(local, local) == LOCAL_WORKERS < REMOTE_WORKERS
+    assert read_workers(local, remote) == read_workers(remote) == REMOTE_WORKERS
 
 
 def test_damaged_committed_parts_are_uncommitted_and_translated_again(tmp_path, translator):
