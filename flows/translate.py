@@ -9,11 +9,13 @@ Re-running the same command skips the committed chunks and finishes the rest.
 from __future__ import annotations
 
 import os
+import queue
 import sys
 
 import torch
-from prefect import flow, unmapped
-from prefect.futures import as_completed
+from prefect import flow
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 from prefect.states import Completed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -83,20 +85,70 @@ def chunk_runner(config: TranslateConfig) -> TaskRunner:
 
 def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateConfig, plan: JobPlan,
                      progress: ChunkProgress) -> None:
-    """Run the chunks on ``runner``; raise the first failure once all others have finished."""
-    futures = runner.map(run_chunk, {"chunk": chunks, "config": unmapped(config),
-                                     "plan_fingerprint": unmapped(plan.fingerprint),
-                                     "pinned_numerics": unmapped(plan.record["numerics"])})
+    """Run the chunks on ``runner``; raise the first failure once all others have finished.
+
+    Chunks are submitted a window at a time (``in_flight_limit``) and each finished one's future is
+    let go at once: the flow holds a few futures, not one (with its state and result) per chunk, so
+    its memory does not grow with the corpus.
+    """
+    shared = {"config": config, "plan_fingerprint": plan.fingerprint,
+              "pinned_numerics": plan.record["numerics"]}
+    todo = iter(chunks)
+    finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()
+
+    def submit_next() -> bool:
+        chunk = next(todo, None)
+        if chunk is None:
+            return False
+        runner.submit(run_chunk, parameters={"chunk": chunk, **shared}).add_done_callback(finished.put)
+        return True
+
+    limit = in_flight_limit(runner, config)
+    in_flight = 0
+    while in_flight < limit and submit_next():
+        in_flight += 1
     errors = []
-    for future in as_completed(futures):
+    while in_flight:
+        future = finished.get()
+        in_flight -= 1
         try:
-            progress.update(future.result())
+            record = future.result()
+            progress.update(record)
+            forget_result(record)
         except Exception as err:  # noqa: BLE001 - let the other chunks finish and commit first
             errors.append(err)
+        del future
+        in_flight += submit_next()
     if errors:
         run_logger().error("%d of %d chunks failed; the others are committed, so running the same "
                            "command again retries only the failed ones", len(errors), len(chunks))
         raise errors[0]
+
+
+def forget_result(result: dict) -> None:
+    """Drop the flow run's links from a consumed chunk result (and its items) to the chunk's task run.
+
+    Prefect links every task result and its top-level items to the task run's state in the flow run
+    context (``run_results``), so that passing one to another task records the dependency. Chunk
+    results are never passed on, and their links would keep ~4 KB per chunk for the whole run: 200 MB
+    for a 100M-row corpus in 2,000-row chunks.
+    """
+    context = FlowRunContext.get()
+    links = getattr(context, "run_results", None)
+    if not isinstance(links, dict):
+        return
+    for obj in (result, *result.keys(), *result.values()):
+        links.pop(id(obj), None)
+
+
+def in_flight_limit(runner: TaskRunner, config: TranslateConfig) -> int:
+    """How many chunks to keep submitted: two per worker thread (each has its next chunk queued), or
+    per thread of the Dask cluster as it is when the run starts; at least 8."""
+    if isinstance(runner, ThreadPoolTaskRunner):
+        slots = config.workers or default_workers()
+    else:
+        slots = sum(runner.client.nthreads().values())
+    return max(8, 2 * slots)
 
 
 def run_translation(config: TranslateConfig) -> dict:

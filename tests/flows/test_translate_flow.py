@@ -14,7 +14,7 @@ import s3fs
 import torch
 
 from flows.cli import main
-from flows.translate import run_translation
+from flows.translate import forget_result, run_translation
 from s2s_core.corpus.verify import read_chunk_index
 from s2s_core.inference.translator import Translator
 from s2s_core.storage import Store
@@ -119,6 +119,27 @@ def progress_artifact(output: str) -> float:
     response = httpx.get(f"{PREFECT_API_URL.value()}/artifacts/{key}/latest")
     response.raise_for_status()
     return response.json()["data"]
+
+
+def test_a_consumed_chunk_result_is_no_longer_linked_to_its_task_run(prefect_harness):
+    """Prefect links task results to their runs for the whole flow run; the flow drops the links of
+    the chunk results it has consumed, or they would grow with the number of chunks."""
+    from prefect import flow, task
+    from prefect.context import FlowRunContext
+
+    @task
+    def chunk_result(i: int) -> dict:
+        return {"chunk": f"c{i}", "statuses": {"ok": 1000 + i}, "seconds": {"translate": 0.5}}
+
+    @flow
+    def consume() -> tuple[int, int]:
+        links = FlowRunContext.get().run_results
+        result = chunk_result.submit(7).result()
+        linked = sum(id(obj) in links for obj in (result, *result.values()))
+        forget_result(result)
+        return linked, sum(id(obj) in links for obj in (result, *result.values()))
+
+    assert consume() == (4, 0)
 
 
 def test_killed_flow_resumes_without_redoing_committed_chunks(prefect_harness, reference, tmp_path):
