@@ -59,14 +59,15 @@ def test_damaged_committed_parts_are_uncommitted_and_translated_again(tmp_path, 
         assert pq.read_table(tmp_path / "out" / name).equals(table)
 
 
-def test_verification_fails_loudly_on_a_tampered_output(tmp_path, translator):
-    spec = job(reverse_corpus(tmp_path, sizes=(30,)), tmp_path / "out", chunk_rows=10)
+@pytest.mark.parametrize(("sizes", "chunk", "row"), [((30,), 1, 13), ((30, 25), 4, 43)])
+def test_verification_fails_loudly_on_a_tampered_output(tmp_path, translator, sizes, chunk, row):
+    spec = job(reverse_corpus(tmp_path, sizes=sizes), tmp_path / "out", chunk_rows=10)
     plan, records = run_job(translator, spec)
-    part = tmp_path / "out" / records[1]["part"]
+    part = tmp_path / "out" / records[chunk]["part"]
     table = pq.read_table(part)
     ids = table.column("id").to_pylist()
     ids[3], ids[4] = ids[4], ids[3]  # rows swapped
     pq.write_table(table.set_column(0, "id", pa.array(ids)), part)
-    with pytest.raises(VerificationError, match="output row 13 does not carry"):
+    with pytest.raises(VerificationError, match=f"output row {row} does not carry"):
         verify_output(spec, plan)
     assert not (tmp_path / "out/manifest.json").exists()
