@@ -80,7 +80,12 @@ def chunk_runner(config: TranslateConfig) -> TaskRunner:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=config.dask_address)
-    return ThreadPoolTaskRunner(max_workers=config.workers or default_workers())
+    return ThreadPoolTaskRunner(max_workers=thread_workers(config))
+
+
+def thread_workers(config: TranslateConfig) -> int:
+    """Threads of the thread-pool runner: ``workers``, or ``default_workers()``."""
+    return config.workers or default_workers()
 
 
 def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateConfig, plan: JobPlan,
@@ -117,7 +122,6 @@ def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateC
             forget_result(record)
         except Exception as err:  # noqa: BLE001 - let the other chunks finish and commit first
             errors.append(err)
-        del future
         in_flight += submit_next()
     if errors:
         run_logger().error("%d of %d chunks failed; the others are committed, so running the same "
@@ -145,7 +149,7 @@ def in_flight_limit(runner: TaskRunner, config: TranslateConfig) -> int:
     """How many chunks to keep submitted: two per worker thread (each has its next chunk queued), or
     per thread of the Dask cluster as it is when the run starts; at least 8."""
     if isinstance(runner, ThreadPoolTaskRunner):
-        slots = config.workers or default_workers()
+        slots = thread_workers(config)
     else:
         slots = sum(runner.client.nthreads().values())
     return max(8, 2 * slots)

@@ -357,31 +357,69 @@ def _is_corrupt(err: OSError) -> bool:
 def _check_ids(spec: JobSpec, plan: JobPlan, max_ids_in_memory: int, workers: int) -> dict:
     """The ids of new chunks equal their input ids in order, and all output ids are unique.
 
+    One read of the parts' ids serves both checks: the uniqueness check's first pass over them also
+    compares the new files' chunks with their input ids, read in one sequential pass per file.
     Chunks reused from the last verified run were aligned with the same input content then (their
-    ids hash the file's fingerprint): their input is not read again. A new file's ids are read in
-    one sequential pass beside its parts' ids (read ``workers`` at a time), not chunk by chunk:
-    one open file instead of one per chunk, and the same memory however many chunks it has.
+    ids hash the file's fingerprint): their input is not read again.
     """
     column = spec.id_column
-    offset = 0
-    for file_index, group in groupby(plan.chunks, key=lambda c: c.file_index):
-        chunks = list(group)
-        file = plan.corpus.files[file_index]
-        if plan.is_new(file):
-            output_ids = ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column), chunks,
-                                     workers)
-            where = first_difference(iter_column(spec.input, [file], column), output_ids)
-            if where is not None:
-                where += offset
-                raise VerificationError(f"output row {where} does not carry input row {where}'s id: "
-                                        f"rows are misaligned")
-        offset += sum(c.rows for c in chunks)
+    passes = 0
 
     def output_ids() -> Iterator[pa.Array]:
-        return ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column), plan.chunks, workers)
+        nonlocal passes
+        passes += 1
+        ids = ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column), plan.chunks, workers)
+        return _aligned_with_input(spec, plan, ids) if passes == 1 else ids
 
     try:
         summary = check_ids(output_ids, plan.corpus.rows, f"output {spec.output.url}", max_ids_in_memory)
     except ValueError as err:
         raise VerificationError(str(err)) from None
     return {"column": column, "aligned_with_input": True, **summary}
+
+
+def _aligned_with_input(spec: JobSpec, plan: JobPlan, output_ids: Iterator[pa.Array]) -> Iterator[pa.Array]:
+    """``output_ids`` (one array per chunk, in plan order), passed through; on the way, each new file's
+    chunks are compared with the file's input ids. Raises ``VerificationError`` at the first
+    misaligned row."""
+    offset = 0
+    chunks_with_ids = zip(plan.chunks, output_ids, strict=True)
+    for file_index, group in groupby(chunks_with_ids, key=lambda pair: pair[0].file_index):
+        file = plan.corpus.files[file_index]
+        new = plan.is_new(file)
+        expected = _ArrayCursor(iter_column(spec.input, [file], spec.id_column)) if new else None
+        for _, ids in group:
+            if expected is not None:
+                where = first_difference(iter(expected.take(len(ids))), iter([ids]))
+                if where is not None:
+                    _misaligned(offset + where)
+            offset += len(ids)
+            yield ids
+        if expected is not None and expected.take(1):  # the input holds more rows than its chunks
+            _misaligned(offset)
+
+
+def _misaligned(row: int) -> None:
+    raise VerificationError(f"output row {row} does not carry input row {row}'s id: rows are misaligned")
+
+
+class _ArrayCursor:
+    """Reads a stream of arrays ``n`` elements at a time, whatever the stream's batch boundaries."""
+
+    def __init__(self, arrays: Iterator[pa.Array]):
+        self._arrays = arrays
+        self._head: pa.Array | None = None
+
+    def take(self, n: int) -> list[pa.Array]:
+        """The next ``n`` elements as slices (fewer at the end of the stream)."""
+        out = []
+        while n:
+            if self._head is None or not len(self._head):
+                self._head = next(self._arrays, None)
+                if self._head is None:
+                    break
+                continue
+            k = min(n, len(self._head))
+            out.append(self._head.slice(0, k))
+            self._head, n = self._head.slice(k), n - k
+        return out
