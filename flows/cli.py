@@ -186,21 +186,33 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _is_text(args: argparse.Namespace, options: dict) -> bool:
-    """Plain text for ``-`` (stdin) and for a file that is not Parquet; Parquet for the rest."""
+    """Plain text for ``-`` (stdin) and ``*.txt`` files (or ``--format text``); a corpus (Parquet,
+    CSV, TSV, JSON Lines) for the rest. A single file whose name says neither is refused: guessing
+    would translate a CSV's header and ids as sentences, or a text file's lines as CSV rows."""
     if args.format != "auto":
         return args.format == "text"
     if args.input == "-":
         return True
     import fsspec
 
+    from s2s_core.corpus.formats import format_of, unknown_format_hint
     from tasks.config import ConfigError
 
     try:
         fs, path = fsspec.core.url_to_fs(args.input, **options)
     except (ValueError, ImportError) as err:
         raise ConfigError(f"input {args.input!r} is not a usable URL: {err}") from None
-    name = path.lower().removesuffix(".gz")
-    return not name.endswith((".parquet", ".pq")) and fs.isfile(path)
+    if not fs.isfile(path):
+        return False  # a directory, prefix or glob of corpus files (or missing: said later)
+    name = path.lower()
+    for suffix in (".gz", ".bz2", ".zst", ".xz"):
+        name = name.removesuffix(suffix)
+    if name.endswith(".txt"):
+        return True
+    if format_of(path) is None:
+        raise ConfigError(f"cannot tell the format of {args.input} from its name: "
+                          f"{unknown_format_hint(path, text=True)}")
+    return False
 
 
 def _decode_settings(args: argparse.Namespace) -> dict:
@@ -233,10 +245,11 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
 
     if args.input == "-" or not args.output or args.output == "-":
         _check_url(args.input, "input", must_exist=args.input != "-", **options)  # a typo: say so first
-        raise ConfigError("Parquet input needs --input and --output (a directory URL); "
-                          "text goes through stdin/stdout or --format text")
+        raise ConfigError("corpus input (Parquet, CSV, TSV, JSON Lines) needs --input and --output "
+                          "(a directory URL); text goes through stdin/stdout or --format text")
     config = validate_translate_config({
         "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
+        "input_format": "auto" if args.format == "auto" else args.format, "text_encoding": args.text_encoding,
         "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
         "precision": args.precision,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
@@ -361,11 +374,16 @@ and joined back with their own whitespace.""")
     tr.add_argument("--model", required=True,
                     help="model package URL (models/<name>/<version>) or registry URL (models/<name>: the "
                          "serving model)")
-    tr.add_argument("--input", default="-", help="text file, Parquet file, directory/prefix of Parquet "
-                                                 "files or glob; - for stdin")
-    tr.add_argument("--output", help="text: file URL (default: stdout); Parquet: output directory URL")
-    tr.add_argument("--format", choices=("auto", "text", "parquet"), default="auto",
-                    help="input format; auto: text for stdin and files not named *.parquet")
+    tr.add_argument("--input", default="-",
+                    help="text file (*.txt), corpus file (Parquet, CSV, TSV, JSON Lines), directory/prefix "
+                         "of corpus files or glob; - for stdin")
+    tr.add_argument("--output", help="text: file URL (default: stdout); corpus: output directory URL")
+    tr.add_argument("--format", choices=("auto", "text", "parquet", "csv", "tsv", "jsonl"), default="auto",
+                    help="input format; auto: text for stdin and *.txt, else by file name (*.parquet, "
+                         "*.csv, *.tsv, *.jsonl/*.ndjson, each optionally .gz/.bz2/.zst/.xz)")
+    tr.add_argument("--text-encoding", metavar="CODEC",
+                    help="corpus: encoding of a binary text column, and of CSV/TSV files (default: UTF-8, "
+                         "and a binary column is refused)")
     tr.add_argument("--beam", type=int, default=5, metavar="N", help="beam size (1 = greedy)")
     tr.add_argument("--n-best", type=int, default=1, metavar="N", help="hypotheses per input (≤ --beam)")
     tr.add_argument("--max-tokens", type=int, default=6000, metavar="N", help="source tokens per batch")
@@ -376,11 +394,11 @@ and joined back with their own whitespace.""")
                          "(default: the one the model package records)")
     tr.add_argument("--window", type=int, default=2000, metavar="LINES",
                     help="text: lines translated together")
-    tr.add_argument("--text-column", default="src", help="Parquet: column to translate")
+    tr.add_argument("--text-column", default="src", help="corpus: column to translate")
     tr.add_argument("--id-column", default="id",
-                    help="Parquet: unique row id, checked in and out ('' for none)")
+                    help="corpus: unique row id, checked in and out ('' for none)")
     tr.add_argument("--chunk-rows", type=int, default=2000, metavar="N",
-                    help="Parquet: rows per chunk (unit of resume)")
+                    help="corpus: rows per chunk (unit of resume)")
     tr.add_argument("--retry-failed", action="store_true",
                     help="Parquet: translate again the rows of committed chunks whose status is failed "
                          "(out of memory even alone), e.g. on a bigger GPU; exit code 3 while any remain")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import fsspec
@@ -167,6 +168,35 @@ class Store:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
         _fsync_directory(posixpath.dirname(path))
+
+    @contextmanager
+    def writing(self, name: str = "") -> Iterator[IO[bytes]]:
+        """A local file to stream ``name``'s content into; published atomically (as ``write_bytes``)
+        only when the block ends without an error, so a failed or killed writer leaves nothing.
+
+        For content too large to hold in memory: object stores get it by one upload of the finished
+        file (s3fs's multipart upload completes only then).
+        """
+        path = self.path(name)
+        if self.local:
+            parent = posixpath.dirname(path)
+            _make_directories(parent)
+            tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+            try:
+                with open(tmp, "wb") as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                with suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            _fsync_directory(parent)
+            return
+        with tempfile.NamedTemporaryFile(prefix="s2s-", suffix=f"-{posixpath.basename(path)}") as f:
+            yield f
+            f.flush()
+            self.fs.put_file(f.name, path)
 
     def write_text(self, name: str, text: str) -> None:
         self.write_bytes(name, text.encode("utf-8"))

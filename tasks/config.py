@@ -132,8 +132,14 @@ class TranslateConfig(Strict):
     """One corpus translation (the ``s2s-translate`` flow's parameters): what, with which model, where."""
 
     model: str = Field(description="model package URL (models/<name>/<version>)")
-    input: str = Field(description="Parquet file, directory/prefix of Parquet files, or glob (fsspec URL)")
+    input: str = Field(description="corpus file, directory/prefix of corpus files, or glob (fsspec URL): "
+                                   "Parquet, CSV, TSV or JSON Lines (plain or .gz/.bz2/.zst/.xz)")
     output: str = Field(description="output directory URL: part-<chunk>.parquet, _done/, manifest.json")
+    input_format: Literal["auto", "parquet", "csv", "tsv", "jsonl"] = Field(
+        "auto", description="format of the input files; auto: by their names (*.parquet, *.csv, *.tsv, "
+                            "*.jsonl, *.ndjson, optionally compressed)")
+    text_encoding: str | None = Field(None, description="encoding of a binary text column and of CSV/TSV "
+                                                        "files (default: strings only, CSV/TSV in UTF-8)")
     text_column: str = Field("src", min_length=1)
     id_column: str | None = Field("id", description="unique row id, checked in and out; None: no id check")
     chunk_rows: int = Field(2000, ge=1, description="target rows per chunk (the unit of work and of resume)")
@@ -168,6 +174,13 @@ class TranslateConfig(Strict):
         if not value.strip().rstrip("/"):
             raise ValueError("output must be a directory path or URL")
         return value.rstrip("/")
+
+    @field_validator("text_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        from s2s_core.corpus.columns import check_encoding
+
+        return check_encoding(value) if value else None
 
     @field_validator("memory")
     @classmethod

@@ -39,7 +39,7 @@ from s2s_core.corpus.plan import (
     open_input,
     plan_job,
 )
-from s2s_core.corpus.verify import MANIFEST, remove_stale, verify_output
+from s2s_core.corpus.verify import MANIFEST, remove_staging, remove_stale, verify_output
 from s2s_core.device import resolve_device
 from s2s_core.inference.flags import DEFAULT_THRESHOLDS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
@@ -68,7 +68,7 @@ def job_spec(config: TranslateConfig) -> JobSpec:
     """The job's input and output stores (each filesystem built once, here) and its settings."""
     opts = config.storage_options
     return JobSpec(Store(config.input, opts), Store(config.output, opts), config.text_column,
-                   config.id_column, config.chunk_rows)
+                   config.id_column, config.chunk_rows, config.input_format, config.text_encoding)
 
 
 def model_identity(model_url: str, package: dict) -> ModelIdentity:
@@ -266,11 +266,14 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     spec = job_spec(config)
     manifest = verify_output(spec, plan, this_run)
     stale = remove_stale(spec, plan, manifest)
+    staged = remove_staging(spec)  # copies of CSV/TSV/JSON Lines inputs: not needed once verified
+    if staged:
+        stale["staged_copies"] = staged
     # The input-file table is for the next run, not for a summary (thousands of files).
-    summary = {**{k: v for k, v in manifest.items() if k not in ("inputs", "schema")},
+    summary = {**{k: v for k, v in manifest.items() if k not in ("inputs", "schemas")},
                "manifest": spec.output.url_of(MANIFEST), "stale_removed": stale}
     logger = run_logger()
-    if stale.get("markers") or stale.get("parts") or stale.get("skipped"):
+    if stale.get("markers") or stale.get("parts") or stale.get("skipped") or stale.get("staged_copies"):
         logger.info("stale chunks removed: %s", stale)
     logger.info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
                 manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from s2s_core.corpus import commit
+from s2s_core.corpus.columns import text_values
 from s2s_core.corpus.files import Chunk, read_chunk
 from s2s_core.corpus.memory import KEY, KEY_TYPE, TranslationMemory, is_remembered, text_key
 from s2s_core.corpus.plan import JobSpec
@@ -82,7 +83,7 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
     started = time.perf_counter()
     table = read_chunk(spec.input, chunk)
     read_done = time.perf_counter()
-    done = translate_texts(table.column(spec.text_column).to_pylist(), load_translate, memory)
+    done = translate_texts(chunk_texts(spec, chunk, table.column(spec.text_column)), load_translate, memory)
     translate_done = time.perf_counter()
     for name, column in done.columns.items():
         table = table.append_column(name, column)
@@ -104,6 +105,17 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
         record["memory"] = done.memory
     committed = commit.commit(spec.output, chunk.id, record)
     return {**record, "skipped": not committed}
+
+
+def chunk_texts(spec: JobSpec, chunk: Chunk, column: pa.ChunkedArray | pa.Array,
+                rows: Sequence[int] | None = None) -> list[str | None]:
+    """The texts of a chunk's text column (``rows``: which rows of the chunk ``column`` holds), in
+    any string encoding; undecodable bytes are an error naming the file and row."""
+    def where(i: int) -> str:
+        row = chunk.start + (rows[i] if rows is not None else i)
+        return f"{spec.input.describe(chunk.path)} row {row}"
+
+    return text_values(column, spec.text_encoding, where)
 
 
 @dataclass(frozen=True)
@@ -220,7 +232,8 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
     statuses = table.column("status").to_pylist()
     failed = [i for i, s in enumerate(statuses) if s == "failed"]
     # Failed rows are never in the memory, but another run may have translated the same text since.
-    done = translate_texts(table.column(spec.text_column).take(failed).to_pylist(), load_translate, memory)
+    texts = chunk_texts(spec, chunk, table.column(spec.text_column).take(failed), rows=failed)
+    done = translate_texts(texts, load_translate, memory)
     for name, column in done.columns.items() if failed else ():
         values = table.column(name).to_pylist()
         for i, value in zip(failed, column.to_pylist(), strict=True):

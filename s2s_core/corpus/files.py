@@ -1,9 +1,14 @@
-"""Parquet corpora on any fsspec URL: find the files, fingerprint them, cut them into chunks, read a chunk.
+"""Corpora on any fsspec URL: find the files, fingerprint them, cut them into chunks, read a chunk.
 
-A corpus is one Parquet file, a directory (or prefix) of Parquet files, or a glob, named by the
-input ``Store``'s URL. Files are taken in sorted path order (the corpus row order) and each is cut
-into chunks of about ``chunk_rows`` rows along its row groups, so a chunk reads only the row groups
-it covers.
+A corpus is one file, a directory (or prefix) of files, or a glob, named by the input ``Store``'s
+URL: Parquet files, read in place, and CSV, TSV and JSON Lines files, staged as Parquet first
+(``formats``). Files are taken in sorted path order (the corpus row order) and each is cut into
+chunks of about ``chunk_rows`` rows along its row groups, so a chunk reads only the row groups it
+covers.
+
+Files may differ in their columns (an upstream adds one, drops one, reorders them): each keeps its
+own schema, and only the columns the job needs must be in every file with a compatible type (any
+string encoding is a string: ``columns``). A part keeps its own file's columns.
 
 Chunk ids are content-addressed: ``<key>-<start>-<stop>`` where ``key`` is a short hash of the file's
 path relative to the input and its fingerprint (size + a checksum, see ``fingerprint``). An
@@ -19,17 +24,29 @@ import hashlib
 import posixpath
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import has_magic
 
+from s2s_core.corpus import columns
+from s2s_core.corpus.formats import (
+    FORMATS,
+    TEXT_FORMATS,
+    Staged,
+    format_of,
+    open_data,
+    stage,
+    staged_source,
+    unknown_format_hint,
+)
 from s2s_core.errors import InputDataError
 from s2s_core.storage import Store
 
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+# Side files that data tools leave beside their data (Spark, Hadoop, Hive, Delta): never data.
+SIDE_SUFFIXES = (".crc", ".tmp", ".inprogress")
 READ_BATCH_ROWS = 8192  # rows decoded at a time while slicing a chunk out of its row groups
 HASH_BLOCK = 4 << 20  # bytes read at a time while hashing a file's content
 # Checksums a store reports in ``info()``, best first: content digests (gcsfs ``md5Hash``, adlfs
@@ -45,7 +62,8 @@ KEY_HEX = 16  # hex digits of a file key: 64 bits
 
 @dataclass(frozen=True)
 class InputFile:
-    """One Parquet file of the corpus: where it is, what it holds (fingerprint) and its row groups."""
+    """One file of the corpus: where it is, what it holds (fingerprint, schema) and its row groups
+    (a CSV/TSV/JSON Lines file's are those of its staged Parquet copy, ``staged``)."""
 
     path: str  # inside the filesystem
     name: str  # relative to the input (what the chunk ids hash, with the fingerprint)
@@ -54,6 +72,9 @@ class InputFile:
     size: int
     mtime: float | None = None  # local-style filesystems: for the quick check of the next run
     hashed_at: float | None = None  # when its content hash was computed (None: a store checksum)
+    schema: pa.Schema = field(default_factory=lambda: pa.schema([]), compare=False)  # its own columns
+    format: str = "parquet"
+    staged: Staged | None = None  # CSV/TSV/JSON Lines: how it is read and where its Parquet copy is
 
     @property
     def rows(self) -> int:
@@ -66,9 +87,12 @@ class InputFile:
 
     def record(self) -> dict:
         """What the manifest records of the file (and the next run reads back: ``from_record``)."""
-        return {"path": self.name, "key": self.key, "fingerprint": self.fingerprint, "rows": self.rows,
-                "size": self.size, "row_groups": list(self.row_groups), "mtime": self.mtime,
-                "hashed_at": self.hashed_at}
+        record = {"path": self.name, "key": self.key, "fingerprint": self.fingerprint, "rows": self.rows,
+                  "size": self.size, "row_groups": list(self.row_groups), "mtime": self.mtime,
+                  "hashed_at": self.hashed_at}
+        if self.format != "parquet":
+            record["format"] = self.format
+        return record
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,7 @@ class Chunk:
     path: str
     start: int
     stop: int
+    staged: Staged | None = None  # the file's staged Parquet copy, for CSV/TSV/JSON Lines
 
     @property
     def rows(self) -> int:
@@ -88,33 +113,49 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Corpus:
-    """The input files of a corpus and their common schema."""
+    """The input files of a corpus, each with its own schema."""
 
     url: str
     files: tuple[InputFile, ...]
-    schema: pa.Schema
 
     @property
     def rows(self) -> int:
         return sum(f.rows for f in self.files)
+
+    def schemas(self) -> tuple[list[pa.Schema], list[int]]:
+        """The distinct schemas of the files, and each file's index into them (for the manifest)."""
+        distinct: dict[bytes, int] = {}
+        order: list[pa.Schema] = []
+        indices = []
+        for file in self.files:
+            key = file.schema.serialize().to_pybytes()
+            if key not in distinct:
+                distinct[key] = len(order)
+                order.append(file.schema)
+            indices.append(distinct[key])
+        return order, indices
 
 
 def file_key(name: str, fingerprint: str) -> str:
     return hashlib.sha256(f"{name}\0{fingerprint}".encode()).hexdigest()[:KEY_HEX]
 
 
-def _is_data_file(path: str) -> bool:
-    # Hidden and underscore names are Spark/Hive side files (_SUCCESS, _metadata, .tmp-...).
+def _is_side_file(path: str) -> bool:
+    # Hidden and underscore names are Spark/Hive side files (_SUCCESS, _metadata, .tmp-...), and so
+    # are checksums and in-progress writes.
     name = posixpath.basename(path)
-    return name.lower().endswith(PARQUET_SUFFIXES) and not name.startswith(("_", "."))
+    return name.startswith(("_", ".")) or name.lower().endswith(SIDE_SUFFIXES)
 
 
-def list_parquet_files(input: Store) -> tuple[str, dict[str, dict]]:
-    """The input's root folder and ``{path: info}`` of its Parquet files, sorted; never empty.
+def list_input_files(input: Store, chosen: str = "auto") -> tuple[str, dict[str, dict]]:
+    """The input's root folder and ``{path: info}`` of its corpus files, sorted; never empty.
 
-    One listing gives every file's size and checksum (s3fs, gcsfs and adlfs listings carry them):
-    no request per file.
+    In a directory, files whose names say a corpus format (``formats.SUFFIXES``) are data, under
+    ``auto``; with a ``chosen`` format every file but side files is. One listing gives every file's
+    size and checksum (s3fs, gcsfs and adlfs listings carry them): no request per file.
     """
+    if chosen not in ("auto", *FORMATS):
+        raise ValueError(f"unknown corpus format {chosen!r}: choose one of auto, {', '.join(FORMATS)}")
     fs, path = input.fs, input.path()
     input.refresh()  # s3fs caches listings: another process may have just written the input
     if has_magic(path):
@@ -122,13 +163,24 @@ def list_parquet_files(input: Store) -> tuple[str, dict[str, dict]]:
         infos = {p: i for p, i in fs.glob(path, detail=True).items() if i.get("type") == "file"}
     elif fs.isdir(path):
         root = path
-        infos = {p: i for p, i in fs.find(path, detail=True).items() if _is_data_file(p)}
+        found = {p: i for p, i in fs.find(path, detail=True).items() if not _is_side_file(p)}
+        infos = {p: i for p, i in found.items() if chosen != "auto" or format_of(p) is not None}
+        if not infos and found:
+            example = next(iter(sorted(found)))
+            raise InputDataError(f"no corpus files in input {input.url}: it holds {len(found)} file(s) "
+                                 f"whose names do not say their format, e.g. {input.describe(example)}: "
+                                 f"{unknown_format_hint(example)}")
     elif fs.isfile(path):
         root, infos = posixpath.dirname(path), {path: fs.info(path)}
     else:
         raise FileNotFoundError(f"input not found: {input.url}")
     if not infos:
-        raise FileNotFoundError(f"no Parquet files in input {input.url}")
+        raise FileNotFoundError(f"no corpus files (Parquet, CSV, TSV, JSON Lines) in input {input.url}")
+    if chosen == "auto":
+        unknown = next((p for p in sorted(infos) if format_of(p) is None), None)
+        if unknown is not None:
+            raise InputDataError(f"cannot tell the format of {input.describe(unknown)} from its name: "
+                                 f"{unknown_format_hint(unknown)}")
     return root, dict(sorted(infos.items()))
 
 
@@ -178,46 +230,69 @@ def fingerprint(input: Store, path: str, name: str, info: dict[str, Any], previo
     return f"{size}:sha256:{content_hash(input, path)}", hashed_at
 
 
-def _footer(input: Store, path: str) -> pq.FileMetaData:
+def _footer(fs: Any, path: str, where: str) -> pq.FileMetaData:
     try:
-        with input.fs.open(path, "rb") as f:
+        with fs.open(path, "rb") as f:
             return pq.ParquetFile(f).metadata
     except (pa.ArrowInvalid, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        raise InputDataError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
+        raise InputDataError(f"{where} is not a readable Parquet file: {err}") from err
 
 
-def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schema: pa.Schema | None = None
+def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schemas: Sequence[pa.Schema] = (),
+                staging: Store | None = None, chosen_format: str = "auto", text_encoding: str | None = None
                 ) -> Corpus:
-    """List and fingerprint the input files and read their row groups; all share one schema.
+    """List and fingerprint the input files and read their row groups and schemas.
 
-    ``previous`` are the file records of the last verified run (``InputFile.record``) and
-    ``previous_schema`` its schema: a file whose relative path and fingerprint match a record is
-    not opened at all (its row groups are on record), and new files must have that schema.
+    ``previous`` are the file records of the last verified run (``InputFile.record``, each with the
+    index of its schema in ``previous_schemas``): a file whose relative path and fingerprint match
+    a record is not opened at all (its row groups and schema are on record). A CSV/TSV/JSON Lines
+    file that is not is staged as Parquet into ``staging`` (its rows must be counted); without a
+    ``staging`` store (a quick check of the columns before a run) only its first block is read, and
+    its row groups are left empty.
     """
-    root, infos = list_parquet_files(input)
-    by_name = {p["path"]: p for p in previous} if previous_schema is not None else {}
-    files, schema, schema_from = [], previous_schema, "the files of the previous run"
+    root, infos = list_input_files(input, chosen_format)
+    by_name = {p["path"]: p for p in previous} if previous_schemas else {}
+    files = []
     for path, info in infos.items():
         name = relative_name(root, path)
         fp, hashed_at = fingerprint(input, path, name, info, by_name)
+        fmt, compression = format_of(path, chosen_format) or ("parquet", None)
+        staged = None
+        if fmt in TEXT_FORMATS:
+            encoding = text_encoding if fmt != "jsonl" else None  # JSON is UTF-8 by definition
+            staged = staged_source(file_key(name, fp), fmt, compression, encoding,
+                                   staging or Store(input.url))  # no staging: its name is not used
         known = by_name.get(name)
-        if known is not None and known["fingerprint"] == fp:
+        if known is not None and known["fingerprint"] == fp and known.get("format", "parquet") == fmt:
             row_groups = tuple(known["row_groups"])
+            schema = previous_schemas[known.get("schema", 0)]
+        elif staged is not None and staging is None:
+            schema, row_groups = _peek_schema(input, path, staged), ()
         else:
-            meta = _footer(input, path)
-            file_schema = meta.schema.to_arrow_schema()
-            if schema is None:
-                schema, schema_from = file_schema, f"the first file {input.describe(path)}"
-            elif not file_schema.equals(schema, check_metadata=False):
-                raise InputDataError(f"input files have different schemas: {input.describe(path)} has "
-                                     f"{_describe(file_schema)}, {schema_from} {_describe(schema)}")
+            if staged is not None:
+                stage(input, path, staged)
+            fs, data_path = open_data(input, path, staged)
+            meta = _footer(fs, data_path, input.describe(path))
+            schema = meta.schema.to_arrow_schema().remove_metadata()
             row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        files.append(InputFile(path, name, fp, row_groups, int(info["size"]), info.get("mtime"), hashed_at))
-    if schema is None:  # unreachable: without a previous schema every file's footer was read
-        raise InputDataError(f"no schema for input {input.url}")
-    return Corpus(input.url, tuple(files), schema)
+        files.append(InputFile(path, name, fp, row_groups, int(info["size"]), info.get("mtime"), hashed_at,
+                               schema, fmt, staged))
+    return Corpus(input.url, tuple(files))
+
+
+def _peek_schema(input: Store, path: str, staged: Staged) -> pa.Schema:
+    """The columns of a CSV/TSV/JSON Lines file from its first block (nothing staged)."""
+    from s2s_core.corpus.formats import iter_text_batches
+
+    batches = iter_text_batches(input.fs, path, staged.format, staged.compression, staged.encoding,
+                                input.describe(path))
+    try:
+        first = next(batches, None)
+    finally:
+        batches.close()
+    return first.schema if first is not None else pa.schema([])
 
 
 def schema_to_text(schema: pa.Schema) -> str:
@@ -230,22 +305,55 @@ def schema_from_text(text: str) -> pa.Schema:
 
 
 def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
-                  reserved: Sequence[str] = ()) -> None:
-    """Raise ``InputDataError`` naming the problem if the corpus cannot be translated as asked."""
-    names = corpus.schema.names
-    for role, column in (("text", text_column), ("id", id_column)):
-        if column is not None and column not in names:
-            hint = "; name another with --id-column, or --id-column '' for none" if role == "id" else ""
-            raise InputDataError(f"input {corpus.url} has no {role} column {column!r} "
-                             f"(columns: {', '.join(names)}){hint}")
-    text_type = corpus.schema.field(text_column).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
-            or pa.types.is_null(text_type)):
-        raise InputDataError(f"text column {text_column!r} of {corpus.url} holds {text_type}, not strings")
-    clashes = [c for c in reserved if c in names]
-    if clashes:
-        raise InputDataError(f"input {corpus.url} already has column(s) {clashes}, which the output adds; "
-                         "rename them first")
+                  reserved: Sequence[str] = (), text_encoding: str | None = None) -> None:
+    """Raise ``InputDataError`` naming the file and the problem if the corpus cannot be translated
+    as asked: every file must have the text and id columns, the text in any string encoding (bytes
+    only with a ``text_encoding``), the ids of one kind in all files; other columns may differ."""
+    id_kind: tuple[str, str] | None = None  # (kind, the file it was first seen in)
+    seen: set[bytes] = set()
+    for file in corpus.files:
+        if not file.schema.names and file.format == "jsonl" and not file.rows:
+            continue  # an empty JSON Lines file has no columns to check (and no rows to translate)
+        where = f"input file {_where(corpus, file)}"
+        names = file.schema.names
+        for role, column in (("text", text_column), ("id", id_column)):
+            if column is not None and column not in names:
+                hint = "; name another with --id-column, or --id-column '' for none" if role == "id" else ""
+                raise InputDataError(f"{where} has no {role} column {column!r} "
+                                     f"(columns: {', '.join(names) or 'none'}){hint}")
+        if id_column is not None:
+            this = columns.kind(file.schema.field(id_column).type)
+            if this != columns.NULL:
+                if id_kind is None:
+                    id_kind = (this, where)
+                elif this != id_kind[0]:
+                    raise InputDataError(
+                        f"id column {id_column!r} of {where} holds {_kind_name(this)}, {id_kind[1]} "
+                        f"{_kind_name(id_kind[0])}: a type change of the id column (ids must compare across "
+                        "files); convert it, or translate the files to separate outputs")
+        key = file.schema.serialize().to_pybytes()
+        if key in seen:
+            continue
+        seen.add(key)
+        text_type = file.schema.field(text_column).type
+        text_kind = columns.kind(text_type)
+        if text_kind == columns.BINARY and text_encoding is None:
+            raise InputDataError(f"text column {text_column!r} of {where} holds bytes ({text_type}); give "
+                                 "--text-encoding utf-8 (or the encoding it is in) to read it as text")
+        if text_kind not in (columns.STRING, columns.BINARY, columns.NULL):
+            raise InputDataError(f"text column {text_column!r} of {where} holds {text_type}, not strings")
+        clashes = [c for c in reserved if c in names]
+        if clashes:
+            raise InputDataError(f"{where} already has column(s) {clashes}, which the output adds; "
+                                 "rename them first")
+
+
+def _where(corpus: Corpus, file: InputFile) -> str:
+    return file.name if file.name != file.path else file.path
+
+
+def _kind_name(kind: str) -> str:
+    return {columns.STRING: "strings", columns.INTEGER: "integers", columns.BINARY: "bytes"}.get(kind, kind)
 
 
 def chunk_id(key: str, start: int, stop: int) -> str:
@@ -285,14 +393,16 @@ def cut_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
             pos += n
         if pos > start:
             ranges.append((start, pos))
-        chunks.extend(Chunk(chunk_id(file.key, a, b), index, file.path, a, b) for a, b in ranges if b > a)
+        chunks.extend(Chunk(chunk_id(file.key, a, b), index, file.path, a, b, file.staged)
+                      for a, b in ranges if b > a)
     return chunks
 
 
 def iter_chunk_batches(input: Store, chunk: Chunk, columns: Sequence[str] | None = None,
                        batch_rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Record batches holding exactly the chunk's rows, reading only the row groups it covers."""
-    with input.fs.open(chunk.path, "rb") as f:
+    fs, path = open_data(input, chunk.path, chunk.staged)
+    with fs.open(path, "rb") as f:
         parquet = pq.ParquetFile(f)
         meta = parquet.metadata
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -331,11 +441,8 @@ def iter_column(input: Store, files: Iterable[InputFile], column: str, batch_row
                 ) -> Iterator[pa.Array]:
     """One column of ``files`` in their order, a batch at a time (bounded memory)."""
     for file in files:
-        with input.fs.open(file.path, "rb") as f:
+        fs, path = open_data(input, file.path, file.staged)
+        with fs.open(path, "rb") as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[column],
                                                          use_threads=False):
                 yield batch.column(0)
-
-
-def _describe(schema: pa.Schema) -> str:
-    return "(" + ", ".join(f"{f.name}: {f.type}" for f in schema) + ")"

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from s2s_core.corpus.columns import canonical_ids
 from s2s_core.errors import InputDataError
 
 DEFAULT_MAX_IDS_IN_MEMORY = 16_000_000  # 128 MB of hashes (+ as much again while concatenating)
@@ -38,8 +39,9 @@ class IdReport:
 
 
 def hash_ids(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of the non-null ids and the mask of non-null positions."""
-    series = pl.Series(values=ids)
+    """64-bit hashes of the non-null ids and the mask of non-null positions (ids of one kind hash
+    alike whatever their encoding: ``canonical_ids``)."""
+    series = pl.Series(values=canonical_ids(ids))
     valid = series.is_not_null().to_numpy()
     return series.filter(series.is_not_null()).hash(seed=0).to_numpy(), valid
 
@@ -70,7 +72,7 @@ def find_duplicate_ids(stream: Callable[[], Iterator[pa.Array]], total_rows: int
         counts: Counter[str] = Counter()
         for ids in stream():  # confirmation pass: compare the ids themselves, not their hashes
             hashes, valid = hash_ids(ids)
-            values = pl.Series(values=ids).filter(pl.Series(valid))
+            values = pl.Series(values=canonical_ids(ids)).filter(pl.Series(valid))
             counts.update(str(v) for v in values.filter(pl.Series(np.isin(hashes, suspects))).to_list())
         duplicates = dict(sorted(((k, n) for k, n in counts.items() if n > 1),
                                  key=lambda kv: (-kv[1], kv[0]))[:examples])

@@ -36,6 +36,7 @@ from s2s_core.corpus.files import (
     open_corpus,
     schema_from_text,
 )
+from s2s_core.corpus.formats import STAGING_DIR
 from s2s_core.corpus.idcheck import check_ids
 from s2s_core.storage import Store
 
@@ -45,6 +46,9 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 3  # 3: input files with fingerprints, what changed since the previous run
 # The plan's fields that shape the output; with the model's weights checksum, they make the fingerprint.
 SHAPING_FIELDS = ("input", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
+# Shaping fields a plan holds only when they differ from their defaults, so that plans pinned before
+# they existed keep their fingerprint: how the input is read (--format, --text-encoding).
+OPTIONAL_SHAPING_FIELDS = ("input_reading",)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,18 @@ class JobSpec:
     text_column: str = "src"
     id_column: str | None = "id"
     chunk_rows: int = 2000
+    input_format: str = "auto"  # auto (by file name), parquet, csv, tsv or jsonl
+    text_encoding: str | None = None  # of binary text columns and CSV/TSV files (None: UTF-8 only)
+
+    @property
+    def staging(self) -> Store:
+        """Where Parquet copies of CSV/TSV/JSON Lines input files are staged (``formats``)."""
+        return self.output.sub(STAGING_DIR)
+
+    def read_settings(self) -> dict:
+        """How the input is read, where it differs from the defaults (pinned in the plan)."""
+        settings = {"format": self.input_format, "text_encoding": self.text_encoding}
+        return {k: v for k, v in settings.items() if v not in ("auto", None)}
 
 
 @dataclass(frozen=True)
@@ -99,8 +115,8 @@ class SearchConfig(Protocol):
 class PreviousRun:
     """What the last verified run of this output translated (from its ``manifest.json``)."""
 
-    files: tuple[dict, ...]  # ``InputFile.record``s, with each file's chunk count
-    schema: pa.Schema
+    files: tuple[dict, ...]  # ``InputFile.record``s, with each file's chunk count and schema index
+    schemas: tuple[pa.Schema, ...]  # the files' distinct schemas
     finished_at: str | None
 
     @property
@@ -147,23 +163,29 @@ def previous_run(output: Store, fingerprint: str | None = None) -> PreviousRun |
         return None
     if fingerprint is not None and manifest.get("plan") != fingerprint:
         return None
-    return PreviousRun(tuple(manifest["inputs"]), schema_from_text(manifest["schema"]),
+    # Manifests before schema evolution hold one schema for all files.
+    schemas = manifest["schemas"] if "schemas" in manifest else [manifest["schema"]]
+    return PreviousRun(tuple(manifest["inputs"]), tuple(schema_from_text(s) for s in schemas),
                        manifest.get("finished_at"))
 
 
 def open_input(spec: JobSpec) -> Corpus:
     """Open the input corpus and check it has the columns the job needs (and none the output adds).
 
-    Files unchanged since the output's last verified run are not opened (``_open_input``).
+    A quick check before a run: files unchanged since the output's last verified run are not opened
+    (``_open_input``), and CSV/TSV/JSON Lines files are not staged (only their first rows are read).
     """
-    return _open_input(spec, previous_run(spec.output))
+    return _open_input(spec, previous_run(spec.output), stage=False)
 
 
-def _open_input(spec: JobSpec, previous: PreviousRun | None) -> Corpus:
+def _open_input(spec: JobSpec, previous: PreviousRun | None, stage: bool = True) -> Corpus:
     """``open_input`` given the previous run: its unchanged files' fingerprints (local files: the
-    quick check) and row groups are on record."""
-    corpus = open_corpus(spec.input, *((previous.files, previous.schema) if previous else ()))
-    check_columns(corpus, spec.text_column, spec.id_column, OUTPUT_COLUMNS)
+    quick check), row groups and schemas are on record. With ``stage``, CSV/TSV/JSON Lines files
+    not on record are staged as Parquet (their rows are counted)."""
+    corpus = open_corpus(spec.input, *((previous.files, previous.schemas) if previous else ((), ())),
+                         staging=spec.staging if stage else None, chosen_format=spec.input_format,
+                         text_encoding=spec.text_encoding)
+    check_columns(corpus, spec.text_column, spec.id_column, OUTPUT_COLUMNS, spec.text_encoding)
     return corpus
 
 
@@ -180,6 +202,8 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numer
               "decode": decode_settings(decode), "numerics": asdict(numerics),
               "source_language": source_language,
               "precision": numerics.precision}  # for readers: the numerics pin it (not in the fingerprint)
+    if spec.read_settings():
+        record["input_reading"] = spec.read_settings()
     record["fingerprint"] = _fingerprint(record)
     planned_at = time.time()
     pinned = spec.output.exists(PLAN)
@@ -236,6 +260,7 @@ def _brief(path: str, fingerprint: str, rows: int) -> dict:
 
 def _fingerprint(record: dict) -> str:
     shaping = {k: record[k] for k in SHAPING_FIELDS}
+    shaping.update({k: record[k] for k in OPTIONAL_SHAPING_FIELDS if k in record})
     shaping["weights"] = record["model"]["weights_sha256"]
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -248,6 +273,7 @@ def _check_same_plan(pinned: dict, record: dict, output: str) -> None:
     if pinned.get("fingerprint") == record["fingerprint"]:
         return
     changed = [k for k in SHAPING_FIELDS if pinned.get(k) != record[k]]
+    changed += [k for k in OPTIONAL_SHAPING_FIELDS if pinned.get(k) != record.get(k)]
     if pinned.get("model", {}).get("weights_sha256") != record["model"]["weights_sha256"]:
         changed.append("model")
     numerics = ""

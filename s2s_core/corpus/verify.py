@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s2s_core.corpus import commit
+from s2s_core.corpus.columns import canonical_ids
 from s2s_core.corpus.commit import OUTPUT_COLUMNS
 from s2s_core.corpus.files import Chunk, is_chunk_id, iter_column, schema_to_text
 from s2s_core.corpus.idcheck import DEFAULT_MAX_IDS_IN_MEMORY, check_ids
@@ -117,6 +118,7 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     n_best = plan.record["decode"].get("n_best", 1)
     added = [c for c in OUTPUT_COLUMNS if c != "nbest" or n_best > 1]  # nbest only with n-best search
     chunks_per_file = Counter(c.file_index for c in plan.chunks)
+    schemas, schema_of = plan.corpus.schemas()
     manifest = {
         "format": MANIFEST_FORMAT, "run_id": uuid.uuid4().hex, "input": spec.input.url,
         "output": spec.output.url, "plan": plan.fingerprint, "model": plan.record["model"],
@@ -138,9 +140,11 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
         "this_run": this_run or {},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # The input files in corpus order (``file`` in the chunk index numbers them) with their
-        # fingerprints and row groups, and their schema: the next run's quick check and reuse.
-        "inputs": [{**f.record(), "chunks": chunks_per_file[i]} for i, f in enumerate(plan.corpus.files)],
-        "schema": schema_to_text(plan.corpus.schema),
+        # fingerprints, row groups and schemas (an index into ``schemas``, the distinct ones; files
+        # may differ in their other columns): the next run's quick check and reuse.
+        "inputs": [{**f.record(), "chunks": chunks_per_file[i], "schema": schema_of[i]}
+                   for i, f in enumerate(plan.corpus.files)],
+        "schemas": [schema_to_text(s) for s in schemas],
     }
     spec.output.write_json(MANIFEST, manifest)
     return manifest
@@ -174,6 +178,16 @@ def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int | No
     list(ordered_map(lambda c: _remove(spec.output, commit.marker_name(c)), stale_markers, workers))
     list(ordered_map(lambda c: _remove(spec.output, commit.part_name(c)), stale_parts, workers))
     return {"markers": len(stale_markers), "parts": len(stale_parts)}
+
+
+def remove_staging(spec: JobSpec) -> int:
+    """Delete the staged Parquet copies of CSV/TSV/JSON Lines inputs once a run is verified (they
+    are as large as the input; a later run that must read a file again stages it again). Returns how
+    many were removed."""
+    names = [n for n in spec.staging.list_names() if n.endswith(".parquet")]
+    for name in names:
+        _remove(spec.staging, name)
+    return len(names)
 
 
 def _older_than(output: Store, chunk_id: str, committed: bool, moment: float) -> bool:
@@ -389,8 +403,9 @@ def _aligned_with_input(spec: JobSpec, plan: JobPlan, output_ids: Iterator[pa.Ar
         new = plan.is_new(file)
         expected = _ArrayCursor(iter_column(spec.input, [file], spec.id_column)) if new else None
         for _, ids in group:
-            if expected is not None:
-                where = first_difference(iter(expected.take(len(ids))), iter([ids]))
+            if expected is not None:  # canonical: a writer's string encoding is not a difference
+                where = first_difference((canonical_ids(a) for a in expected.take(len(ids))),
+                                         iter([canonical_ids(ids)]))
                 if where is not None:
                     _misaligned(offset + where)
             offset += len(ids)

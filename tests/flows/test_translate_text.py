@@ -97,4 +97,5 @@ def test_invalid_utf8_is_a_user_error_naming_the_line(tiny_run, tmp_path, capsys
 def test_parquet_needs_an_output_directory(tiny_run, capsys, args):
     _, trained = tiny_run
     assert main(["translate", "--model", trained["model"], *args]) == 2
-    assert "Parquet input needs --input and --output" in capsys.readouterr().err
+    assert "corpus input (Parquet, CSV, TSV, JSON Lines) needs --input and --output" in \
+        capsys.readouterr().err
