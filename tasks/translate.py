@@ -215,6 +215,10 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
     logger.info("%s: %d rows in %d file(s) → %d chunks of ≤ %d rows; %d already committed, "
                 "%d to translate", config.input, plan.corpus.rows, len(plan.corpus.files),
                 len(plan.chunks), config.chunk_rows, len(plan.chunks) - len(pending), len(pending))
+    staged = [f for f in plan.corpus.files if f.staged is not None and plan.is_new(f)]
+    if staged:
+        logger.info("%d CSV/TSV/JSON Lines file(s) staged as Parquet (%d rows) under %s", len(staged),
+                    sum(f.rows for f in staged), spec.staging.url)
     if plan.previous is not None:
         changes = input_changes(plan)
         files = changes["files"]
@@ -267,14 +271,15 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     manifest = verify_output(spec, plan, this_run)
     stale = remove_stale(spec, plan, manifest)
     staged = remove_staging(spec)  # copies of CSV/TSV/JSON Lines inputs: not needed once verified
-    if staged:
-        stale["staged_copies"] = staged
     # The input-file table is for the next run, not for a summary (thousands of files).
     summary = {**{k: v for k, v in manifest.items() if k not in ("inputs", "schemas")},
                "manifest": spec.output.url_of(MANIFEST), "stale_removed": stale}
     logger = run_logger()
-    if stale.get("markers") or stale.get("parts") or stale.get("skipped") or stale.get("staged_copies"):
+    if stale.get("markers") or stale.get("parts") or stale.get("skipped"):
         logger.info("stale chunks removed: %s", stale)
+    if staged:
+        logger.info("removed the Parquet copies of %d CSV/TSV/JSON Lines input file(s) staged for this "
+                    "run", staged)
     logger.info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
                 manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
     if manifest["failed_rows"]:

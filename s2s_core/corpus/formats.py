@@ -20,13 +20,14 @@ dropped. JSON Lines keep JSON's own types (numbers, strings, nested objects).
 from __future__ import annotations
 
 import hashlib
+import logging
 import lzma
 import posixpath
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 import fsspec
 import pyarrow as pa
@@ -49,6 +50,7 @@ STAGING_DIR = "_staged"
 STAGED_ROW_GROUP_ROWS = 4096  # rows per row group of a staged copy: chunks are cut along these
 STAGING_FORMAT = 1  # bump when staging would give other rows or types: old copies are not reused
 BLOCK_BYTES = 4 << 20  # bytes of text parsed at a time while staging
+logger = logging.getLogger(__name__)
 _STAGING_LOCKS: dict[str, threading.Lock] = {}
 _STAGING_LOCK = threading.Lock()
 
@@ -118,18 +120,12 @@ def iter_text_batches(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compre
         yield from _json_batches(fs, path, compression, where)
         return
     names = _csv_header(fs, path, fmt, compression, encoding, where)
-    bad: list[Any] = []
-
-    def on_invalid_row(row: Any) -> str:
-        bad.append(row)
-        return "error"
-
     # Binary first, so that invalid UTF-8 is reported with its row (pyarrow's string conversion
     # would only name the column); validated and cast to strings batch by batch.
     convert = pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
-    parse = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True,
-                               invalid_row_handler=on_invalid_row)
+    # A row with too few or too many fields fails the file; pyarrow's message names the row.
+    parse = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)
     read = pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=encoding or "utf8", use_threads=False)
     row = 0
     try:
@@ -141,9 +137,7 @@ def iter_text_batches(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compre
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        line = f" (line {bad[0].number}: expected {bad[0].expected_columns} fields, got " \
-               f"{bad[0].actual_columns})" if bad and bad[0].number else ""
-        raise InputDataError(f"{where} is not a readable {fmt.upper()} file{line}: {err}") from None
+        raise InputDataError(f"{where} is not a readable {fmt.upper()} file: {err}") from None
 
 
 def _csv_header(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compression: str | None,
@@ -212,6 +206,7 @@ def stage(input: Store, path: str, source: Staged) -> None:
         if target.exists():
             return
         where = input.describe(path)
+        logger.info("staging %s as Parquet at %s", where, source.data)
         batches = iter_text_batches(input.fs, path, source.format, source.compression, source.encoding,
                                     where)
         with target.writing() as out:

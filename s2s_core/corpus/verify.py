@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -187,6 +188,9 @@ def remove_staging(spec: JobSpec) -> int:
     names = [n for n in spec.staging.list_names() if n.endswith(".parquet")]
     for name in names:
         _remove(spec.staging, name)
+    if spec.staging.local:  # object stores have no folders to leave behind
+        with suppress(OSError):  # not empty: a concurrent run staged a file meanwhile
+            os.rmdir(spec.staging.path())
     return len(names)
 
 

@@ -52,7 +52,7 @@ def test_globs_select_files_and_bad_inputs_fail_with_the_reason(tmp_path):
     with pytest.raises(FileNotFoundError, match="no corpus files"):
         open_corpus(Store(str(tmp_path / "empty")))
     pq.write_table(pa.table({"id": ["x"], "src": [1]}), tmp_path / "in" / "3.parquet")
-    with pytest.raises(ValueError, match="text column 'src' of input file 3.parquet holds int64, not strings"):
+    with pytest.raises(ValueError, match="text column 'src' of input file 3.parquet holds int64"):
         plan_job(job(url, tmp_path / "out"), MODEL, DECODE, NUMERICS)
     with pytest.raises(ValueError, match="holds int64, not strings"):
         plan_job(job(tmp_path / "in" / "3.parquet", tmp_path / "out"), MODEL, DECODE, NUMERICS)
