@@ -250,6 +250,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
     config = validate_translate_config({
         "model": args.model, "input": args.input, "output": args.output, "text_column": args.text_column,
         "input_format": "auto" if args.format == "auto" else args.format, "text_encoding": args.text_encoding,
+        "output_format": args.output_format,
         "id_column": args.id_column, "chunk_rows": args.chunk_rows, "device": args.device,
         "precision": args.precision,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
@@ -381,6 +382,8 @@ and joined back with their own whitespace.""")
     tr.add_argument("--format", choices=("auto", "text", "parquet", "csv", "tsv", "jsonl"), default="auto",
                     help="input format; auto: text for stdin and *.txt, else by file name (*.parquet, "
                          "*.csv, *.tsv, *.jsonl/*.ndjson, each optionally .gz/.bz2/.zst/.xz)")
+    tr.add_argument("--output-format", choices=("parquet", "csv", "tsv", "jsonl"), default="parquet",
+                    help="corpus: format of the output parts (CSV/TSV: lists such as flags as JSON text)")
     tr.add_argument("--text-encoding", metavar="CODEC",
                     help="corpus: encoding of a binary text column, and of CSV/TSV files (default: UTF-8, "
                          "and a binary column is refused)")

@@ -135,6 +135,8 @@ class TranslateConfig(Strict):
     input: str = Field(description="corpus file, directory/prefix of corpus files, or glob (fsspec URL): "
                                    "Parquet, CSV, TSV or JSON Lines (plain or .gz/.bz2/.zst/.xz)")
     output: str = Field(description="output directory URL: part-<chunk>.parquet, _done/, manifest.json")
+    output_format: Literal["parquet", "csv", "tsv", "jsonl"] = Field(
+        "parquet", description="format of the output parts (CSV/TSV: nested values as JSON text)")
     input_format: Literal["auto", "parquet", "csv", "tsv", "jsonl"] = Field(
         "auto", description="format of the input files; auto: by their names (*.parquet, *.csv, *.tsv, "
                             "*.jsonl, *.ndjson, optionally compressed)")

@@ -68,7 +68,8 @@ def job_spec(config: TranslateConfig) -> JobSpec:
     """The job's input and output stores (each filesystem built once, here) and its settings."""
     opts = config.storage_options
     return JobSpec(Store(config.input, opts), Store(config.output, opts), config.text_column,
-                   config.id_column, config.chunk_rows, config.input_format, config.text_encoding)
+                   config.id_column, config.chunk_rows, config.input_format, config.text_encoding,
+                   config.output_format)
 
 
 def model_identity(model_url: str, package: dict) -> ModelIdentity:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from s2s_core.corpus import commit
-from s2s_core.corpus.columns import text_values
+from s2s_core.corpus.columns import BINARY, kind, text_values
 from s2s_core.corpus.files import Chunk, read_chunk
 from s2s_core.corpus.memory import KEY, KEY_TYPE, TranslationMemory, is_remembered, text_key
 from s2s_core.corpus.plan import JobSpec
@@ -83,14 +83,20 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
     started = time.perf_counter()
     table = read_chunk(spec.input, chunk)
     read_done = time.perf_counter()
-    done = translate_texts(chunk_texts(spec, chunk, table.column(spec.text_column)), load_translate, memory)
+    texts = chunk_texts(spec, chunk, table.column(spec.text_column))
+    done = translate_texts(texts, load_translate, memory)
     translate_done = time.perf_counter()
     for name, column in done.columns.items():
         table = table.append_column(name, column)
-    part_bytes = commit.write_part(spec.output, chunk.id, table)
+    if spec.output_format != "parquet" and kind(table.schema.field(spec.text_column).type) == BINARY:
+        # A text format holds text: the rows' texts as they were decoded and translated, not bytes.
+        index = table.column_names.index(spec.text_column)
+        table = table.set_column(index, spec.text_column, pa.array(texts, pa.string()))
+    part_bytes = commit.write_part(spec.output, chunk.id, table, spec.output_format)
     finished = time.perf_counter()
     record = {"chunk": chunk.id, "file": chunk.path, "start": chunk.start, "stop": chunk.stop,
-              "rows_in": chunk.rows, "rows_out": table.num_rows, "part": commit.part_name(chunk.id),
+              "rows_in": chunk.rows, "rows_out": table.num_rows,
+              "part": commit.part_name(chunk.id, spec.output_format),
               "part_bytes": part_bytes, "plan": plan_fingerprint,
               "statuses": done.statuses, "source_tokens": done.source_tokens,
               "target_tokens": done.target_tokens, "flags": flag_counts(done.columns["flags"]),
@@ -228,7 +234,7 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
     leaves at most a marker that overcounts failures, and the next retry fixes that too.
     """
     started = time.perf_counter()
-    table = commit.read_part(spec.output, chunk.id)
+    table = commit.read_part(spec.output, chunk.id, spec.output_format)
     statuses = table.column("status").to_pylist()
     failed = [i for i, s in enumerate(statuses) if s == "failed"]
     # Failed rows are never in the memory, but another run may have translated the same text since.
@@ -240,7 +246,7 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
             values[i] = value
         table = table.set_column(table.column_names.index(name), name, pa.array(values, column.type))
     statuses = table.column("status").to_pylist()
-    part_bytes = commit.write_part(spec.output, chunk.id, table)
+    part_bytes = commit.write_part(spec.output, chunk.id, table, spec.output_format)
     still = done.statuses.get("failed", 0)
     record = {**marker, "part_bytes": part_bytes, "statuses": dict(Counter(statuses)),
               "flags": flag_counts(table.column("flags").combine_chunks()),  # retried rows may be flagged

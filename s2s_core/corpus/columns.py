@@ -77,13 +77,16 @@ def text_values(column: pa.Array | pa.ChunkedArray, encoding: str | None,
     return texts
 
 
-def canonical_ids(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+def canonical_ids(ids: pa.Array | pa.ChunkedArray, as_text: bool = False) -> pa.Array:
     """Ids in one type per kind, so ids from files (or parts) written by other tools compare and
     hash alike: strings as ``large_string`` (dictionary, view and small offsets decoded), integers as
-    ``int64`` (``uint64`` as their decimal text, which ``int64`` cannot hold)."""
+    ``int64`` (``uint64`` as their decimal text, which ``int64`` cannot hold). ``as_text``: every
+    kind as its text (``large_string``), to compare with ids read back from CSV."""
     array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    if as_text and not pa.types.is_large_string(array.type):
+        return pc.cast(array, pa.large_string())
     value_kind = kind(array.type)
     if value_kind == STRING and not pa.types.is_large_string(array.type):
         return pc.cast(array, pa.large_string())

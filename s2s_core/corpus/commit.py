@@ -1,6 +1,7 @@
 """The output's part files and their commit protocol.
 
-A chunk's rows go to ``part-<chunk>.parquet`` (written atomically), then the chunk is committed by
+A chunk's rows go to ``part-<chunk>.parquet`` (or ``.csv``, ``.tsv``, ``.jsonl``: ``parts``; written
+atomically), then the chunk is committed by
 creating ``_done/<chunk>.json`` exclusively (``Store.create_bytes``). Only committed chunks count:
 a part without a marker is the leftover of an interrupted attempt and is simply rewritten. The
 exclusive create makes the commit happen at most once even when two attempts race (the loser gets
@@ -16,12 +17,13 @@ counts as not committed again and is translated anew.
 
 from __future__ import annotations
 
-import io
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from s2s_core.corpus import parts
 from s2s_core.storage import Store
 
 DONE_DIR = "_done"
@@ -30,20 +32,18 @@ DONE_DIR = "_done"
 OUTPUT_COLUMNS = ("translation", "score", "status", "segments", "flags", "nbest")
 
 
-def part_name(chunk_id: str) -> str:
-    return f"part-{chunk_id}.parquet"
+def part_name(chunk_id: str, fmt: str = "parquet") -> str:
+    return f"part-{chunk_id}{parts.suffix(fmt)}"
 
 
 def marker_name(chunk_id: str) -> str:
     return f"{DONE_DIR}/{chunk_id}.json"
 
 
-def write_part(output: Store, chunk_id: str, table: pa.Table) -> int:
-    """Write the chunk's table atomically; returns its size in bytes."""
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, row_group_size=max(1, table.num_rows))
-    data = buffer.getvalue()
-    output.write_bytes(part_name(chunk_id), data)
+def write_part(output: Store, chunk_id: str, table: pa.Table, fmt: str = "parquet") -> int:
+    """Write the chunk's table atomically (in the output format ``fmt``); returns its size in bytes."""
+    data = parts.encode(table, fmt)
+    output.write_bytes(part_name(chunk_id, fmt), data)
     return len(data)
 
 
@@ -76,9 +76,18 @@ def recommit(output: Store, chunk_id: str, record: dict) -> None:
     output.write_bytes(marker_name(chunk_id), json.dumps(record, indent=1, sort_keys=True).encode())
 
 
-def read_part(output: Store, chunk_id: str) -> pa.Table:
-    with output.open(part_name(chunk_id)) as f:
-        return pq.read_table(f)
+def read_part(output: Store, chunk_id: str, fmt: str = "parquet", columns: list[str] | None = None
+              ) -> pa.Table:
+    """A part's rows (``columns``: only those), the columns the translation added in their types.
+
+    Raises ``FileNotFoundError`` for a missing part and ``pyarrow.ArrowInvalid`` (or, for a text
+    format, ``InputDataError``) for an unreadable one.
+    """
+    name = part_name(chunk_id, fmt)
+    if fmt == "parquet":  # only the columns asked for are fetched (a ranged read per column chunk)
+        with output.open(name) as f:
+            return pq.read_table(f, columns=columns, use_threads=False)
+    return parts.decode(output.read_bytes(name), fmt, output.url_of(name), columns)
 
 
 def withdraw(output: Store, chunk_id: str) -> None:
@@ -86,25 +95,13 @@ def withdraw(output: Store, chunk_id: str) -> None:
     output.remove(marker_name(chunk_id))
 
 
-def part_rows(output: Store, chunk_id: str) -> int:
-    """Row count of a part from its footer (no data read)."""
-    with output.open(part_name(chunk_id)) as f:
-        return pq.ParquetFile(f).metadata.num_rows
+def part_statuses(output: Store, chunk_id: str, fmt: str = "parquet") -> tuple[int, dict[str, int]]:
+    """Row count and status counts of a part, read from the part itself (its status column)."""
+    status = read_part(output, chunk_id, fmt, ["status"]).column(0)
+    counts = pc.value_counts(status)
+    return len(status), {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
 
 
-def part_statuses(output: Store, chunk_id: str) -> tuple[int, dict[str, int]]:
-    """Row count and status counts of a part, read from the part itself (its footer and one column).
-
-    Raises ``FileNotFoundError`` for a missing part and ``pyarrow.ArrowInvalid`` for an unreadable one.
-    """
-    with output.open(part_name(chunk_id)) as f:
-        parquet = pq.ParquetFile(f)
-        rows = parquet.metadata.num_rows
-        counts = parquet.read(columns=["status"], use_threads=False).column(0).value_counts()
-    return rows, {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
-
-
-def read_part_column(output: Store, chunk_id: str, column: str) -> pa.Array:
+def read_part_column(output: Store, chunk_id: str, column: str, fmt: str = "parquet") -> pa.Array:
     """One column of a part (e.g. the ids), nothing else."""
-    with output.open(part_name(chunk_id)) as f:
-        return pq.read_table(f, columns=[column]).column(0).combine_chunks()
+    return read_part(output, chunk_id, fmt, [column]).column(0).combine_chunks()

@@ -24,8 +24,8 @@ import logging
 import lzma
 import posixpath
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import IO
 
@@ -112,14 +112,23 @@ def _open_text(fs: fsspec.AbstractFileSystem, path: str, compression: str | None
                 yield stream
 
 
+# Opens the bytes of a CSV/TSV/JSON Lines file, decompressed (called once per pass over it).
+Opener = Callable[[], AbstractContextManager[IO[bytes]]]
+
+
 def iter_text_batches(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compression: str | None,
                       encoding: str | None, where: str) -> Iterator[pa.RecordBatch]:
     """The rows of a CSV, TSV or JSON Lines file, a block at a time; unreadable input is an
     ``InputDataError`` naming ``where`` (and the line, where the reader tells)."""
+    yield from read_text_batches(lambda: _open_text(fs, path, compression), fmt, encoding, where)
+
+
+def read_text_batches(opener: Opener, fmt: str, encoding: str | None, where: str) -> Iterator[pa.RecordBatch]:
+    """``iter_text_batches`` on the bytes ``opener`` gives (a file, or a part held in memory)."""
     if fmt == "jsonl":
-        yield from _json_batches(fs, path, compression, where)
+        yield from _json_batches(opener, where)
         return
-    names = _csv_header(fs, path, fmt, compression, encoding, where)
+    names = _csv_header(opener, fmt, encoding, where)
     # Binary first, so that invalid UTF-8 is reported with its row (pyarrow's string conversion
     # would only name the column); validated and cast to strings batch by batch.
     convert = pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
@@ -129,7 +138,7 @@ def iter_text_batches(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compre
     read = pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=encoding or "utf8", use_threads=False)
     row = 0
     try:
-        with _open_text(fs, path, compression) as stream:
+        with opener() as stream:
             reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
             for batch in reader:
                 yield _validated(batch, row, where)
@@ -140,12 +149,11 @@ def iter_text_batches(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compre
         raise InputDataError(f"{where} is not a readable {fmt.upper()} file: {err}") from None
 
 
-def _csv_header(fs: fsspec.AbstractFileSystem, path: str, fmt: str, compression: str | None,
-                encoding: str | None, where: str) -> list[str]:
+def _csv_header(opener: Opener, fmt: str, encoding: str | None, where: str) -> list[str]:
     read = pacsv.ReadOptions(block_size=1 << 16, encoding=encoding or "utf8", use_threads=False)
     parse = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)
     try:
-        with _open_text(fs, path, compression) as stream:
+        with opener() as stream:
             names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as err:
         if isinstance(err, FileNotFoundError):
@@ -177,11 +185,10 @@ def _validated(batch: pa.RecordBatch, first_row: int, where: str) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
-def _json_batches(fs: fsspec.AbstractFileSystem, path: str, compression: str | None,
-                  where: str) -> Iterator[pa.RecordBatch]:
+def _json_batches(opener: Opener, where: str) -> Iterator[pa.RecordBatch]:
     read = pajson.ReadOptions(block_size=BLOCK_BYTES, use_threads=False)
     try:
-        with _open_text(fs, path, compression) as stream:
+        with opener() as stream:
             yield from pajson.open_json(stream, read_options=read)
     except (pa.ArrowInvalid, OSError) as err:
         if isinstance(err, FileNotFoundError):

@@ -47,8 +47,9 @@ MANIFEST_FORMAT = 3  # 3: input files with fingerprints, what changed since the 
 # The plan's fields that shape the output; with the model's weights checksum, they make the fingerprint.
 SHAPING_FIELDS = ("input", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
 # Shaping fields a plan holds only when they differ from their defaults, so that plans pinned before
-# they existed keep their fingerprint: how the input is read (--format, --text-encoding).
-OPTIONAL_SHAPING_FIELDS = ("input_reading",)
+# they existed keep their fingerprint: how the input is read (--format, --text-encoding), and the
+# parts' format (--output-format).
+OPTIONAL_SHAPING_FIELDS = ("input_reading", "output_format")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class JobSpec:
     chunk_rows: int = 2000
     input_format: str = "auto"  # auto (by file name), parquet, csv, tsv or jsonl
     text_encoding: str | None = None  # of binary text columns and CSV/TSV files (None: UTF-8 only)
+    output_format: str = "parquet"  # of the parts: parquet, csv, tsv or jsonl (``parts``)
 
     @property
     def staging(self) -> Store:
@@ -204,6 +206,8 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numer
               "precision": numerics.precision}  # for readers: the numerics pin it (not in the fingerprint)
     if spec.read_settings():
         record["input_reading"] = spec.read_settings()
+    if spec.output_format != "parquet":
+        record["output_format"] = spec.output_format
     record["fingerprint"] = _fingerprint(record)
     planned_at = time.time()
     pinned = spec.output.exists(PLAN)

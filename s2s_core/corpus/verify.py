@@ -39,7 +39,9 @@ from s2s_core.corpus.columns import canonical_ids
 from s2s_core.corpus.commit import OUTPUT_COLUMNS
 from s2s_core.corpus.files import Chunk, is_chunk_id, iter_column, schema_to_text
 from s2s_core.corpus.idcheck import DEFAULT_MAX_IDS_IN_MEMORY, check_ids
+from s2s_core.corpus.parts import suffix as part_suffix
 from s2s_core.corpus.plan import MANIFEST, MANIFEST_FORMAT, JobPlan, JobSpec, input_changes
+from s2s_core.errors import InputDataError
 from s2s_core.storage import Store
 
 CHUNK_INDEX = "_chunks.parquet"  # leading underscore: not a data file for Parquet readers (or for us)
@@ -108,7 +110,7 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     """
     workers = workers or read_workers(spec.input, spec.output)
     _check_committed(spec, plan, workers)
-    totals, index = _inspect_chunks(spec.output, plan, workers)
+    totals, index = _inspect_chunks(spec.output, plan, workers, spec.output_format)
     ids = _check_ids(spec, plan, max_ids_in_memory, workers) if spec.id_column else {"column": None}
     rows = plan.corpus.rows
     if totals.rows_out != rows:  # implied by the per-chunk checks; kept explicit
@@ -163,21 +165,23 @@ def remove_stale(spec: JobSpec, plan: JobPlan, manifest: dict, workers: int | No
     workers = workers or read_workers(spec.output)
     planned = {c.id for c in plan.chunks}
     markers = {n[: -len(".json")] for n in spec.output.list_names(commit.DONE_DIR) if n.endswith(".json")}
-    parts = {n[len("part-"): -len(".parquet")] for n in spec.output.list_names()
-             if n.startswith("part-") and n.endswith(".parquet")}
+    suffix = part_suffix(spec.output_format)
+    parts = {n[len("part-"): -len(suffix)] for n in spec.output.list_names()
+             if n.startswith("part-") and n.endswith(suffix)}
     unplanned = sorted(c for c in markers | parts if is_chunk_id(c) and c not in planned)
     if not unplanned:
         return {"markers": 0, "parts": 0}
     if spec.output.read_json(MANIFEST).get("run_id") != manifest["run_id"]:
         return {"markers": 0, "parts": 0, "skipped": "a newer manifest was written by another run"}
     def old(chunk_id: str) -> bool:
-        return _older_than(spec.output, chunk_id, chunk_id in markers, plan.planned_at)
+        return _older_than(spec.output, chunk_id, chunk_id in markers, plan.planned_at, spec.output_format)
 
     stale = [c for c, is_old in zip(unplanned, ordered_map(old, unplanned, workers), strict=True) if is_old]
     stale_markers, stale_parts = [c for c in stale if c in markers], [c for c in stale if c in parts]
     # Markers first: a chunk never looks committed without its part, even for a moment.
     list(ordered_map(lambda c: _remove(spec.output, commit.marker_name(c)), stale_markers, workers))
-    list(ordered_map(lambda c: _remove(spec.output, commit.part_name(c)), stale_parts, workers))
+    list(ordered_map(lambda c: _remove(spec.output, commit.part_name(c, spec.output_format)), stale_parts,
+                     workers))
     return {"markers": len(stale_markers), "parts": len(stale_parts)}
 
 
@@ -194,10 +198,10 @@ def remove_staging(spec: JobSpec) -> int:
     return len(names)
 
 
-def _older_than(output: Store, chunk_id: str, committed: bool, moment: float) -> bool:
+def _older_than(output: Store, chunk_id: str, committed: bool, moment: float, fmt: str) -> bool:
     """Whether an unplanned chunk's marker (or, without one, its part) was written before ``moment``
     (a POSIX time), by the store's clock; False when the store cannot tell."""
-    name = commit.marker_name(chunk_id) if committed else commit.part_name(chunk_id)
+    name = commit.marker_name(chunk_id) if committed else commit.part_name(chunk_id, fmt)
     try:
         modified = output.fs.modified(output.path(name))
     except FileNotFoundError:
@@ -305,14 +309,14 @@ def _is_foreign(output: Store, chunk_id: str, fingerprint: str) -> bool:
         return True
 
 
-def _inspect_chunks(output: Store, plan: JobPlan, workers: int) -> tuple[_Totals, bytes]:
+def _inspect_chunks(output: Store, plan: JobPlan, workers: int, fmt: str) -> tuple[_Totals, bytes]:
     """Each chunk's marker and part, concurrently; the totals and the chunk index (Parquet bytes)."""
     totals, damage, problems = _Totals(), {}, []
     buffer = io.BytesIO()
     with pq.ParquetWriter(buffer, INDEX_SCHEMA) as writer:
         window: list[dict] = []
         for chunk, (row, counters, damaged, problem) in zip(plan.chunks, ordered_map(
-                lambda c: _inspect(output, c, plan.fingerprint), plan.chunks, workers), strict=True):
+                lambda c: _inspect(output, c, plan.fingerprint, fmt), plan.chunks, workers), strict=True):
             if damaged:
                 damage[chunk.id] = damaged
             elif problem:
@@ -334,7 +338,8 @@ def _inspect_chunks(output: Store, plan: JobPlan, workers: int) -> tuple[_Totals
     return totals, buffer.getvalue()
 
 
-def _inspect(output: Store, chunk: Chunk, fingerprint: str) -> tuple[dict, dict, str | None, str | None]:
+def _inspect(output: Store, chunk: Chunk, fingerprint: str, fmt: str
+             ) -> tuple[dict, dict, str | None, str | None]:
     """One chunk's index row and marker counters (``COUNTERS``), or why its part is damaged, or
     another problem (a foreign marker)."""
     try:
@@ -344,10 +349,10 @@ def _inspect(output: Store, chunk: Chunk, fingerprint: str) -> tuple[dict, dict,
     if marker.get("plan") != fingerprint:
         return {}, {}, None, f"chunk {chunk.id} was committed under another plan"
     try:
-        rows_out, statuses = commit.part_statuses(output, chunk.id)
+        rows_out, statuses = commit.part_statuses(output, chunk.id, fmt)
     except FileNotFoundError:
         return {}, {}, "its part is missing", None
-    except pa.ArrowInvalid as err:
+    except (pa.ArrowInvalid, InputDataError) as err:  # InputDataError: a torn CSV/TSV/JSON Lines part
         return {}, {}, f"its part is unreadable ({err})", None
     except OSError as err:
         if not _is_corrupt(err):
@@ -386,7 +391,8 @@ def _check_ids(spec: JobSpec, plan: JobPlan, max_ids_in_memory: int, workers: in
     def output_ids() -> Iterator[pa.Array]:
         nonlocal passes
         passes += 1
-        ids = ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column), plan.chunks, workers)
+        ids = ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column, spec.output_format),
+                          plan.chunks, workers)
         return _aligned_with_input(spec, plan, ids) if passes == 1 else ids
 
     try:
@@ -401,6 +407,7 @@ def _aligned_with_input(spec: JobSpec, plan: JobPlan, output_ids: Iterator[pa.Ar
     chunks are compared with the file's input ids. Raises ``VerificationError`` at the first
     misaligned row."""
     offset = 0
+    as_text = spec.output_format in ("csv", "tsv")  # text parts hold every id as its text
     chunks_with_ids = zip(plan.chunks, output_ids, strict=True)
     for file_index, group in groupby(chunks_with_ids, key=lambda pair: pair[0].file_index):
         file = plan.corpus.files[file_index]
@@ -408,8 +415,8 @@ def _aligned_with_input(spec: JobSpec, plan: JobPlan, output_ids: Iterator[pa.Ar
         expected = _ArrayCursor(iter_column(spec.input, [file], spec.id_column)) if new else None
         for _, ids in group:
             if expected is not None:  # canonical: a writer's string encoding is not a difference
-                where = first_difference((canonical_ids(a) for a in expected.take(len(ids))),
-                                         iter([canonical_ids(ids)]))
+                where = first_difference((canonical_ids(a, as_text) for a in expected.take(len(ids))),
+                                         iter([canonical_ids(ids, as_text)]))
                 if where is not None:
                     _misaligned(offset + where)
             offset += len(ids)

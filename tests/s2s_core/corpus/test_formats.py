@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from s2s_core.corpus import commit
-from s2s_core.corpus.chunk import translate_chunk
+from s2s_core.corpus.chunk import Translate, translate_chunk
 from s2s_core.corpus.files import open_corpus
 from s2s_core.corpus.formats import STAGED_ROW_GROUP_ROWS, format_of
-from s2s_core.corpus.plan import plan_job, previous_run
+from s2s_core.corpus.plan import PlanMismatchError, plan_job, previous_run
 from s2s_core.corpus.verify import DamagedChunksError, output_parts, remove_staging, verify_output
 from s2s_core.errors import InputDataError
+from s2s_core.inference.translator import Translation
 from s2s_core.storage import Store
 from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, loader, run_job
 from tests.s2s_core.synthetic import reverse_pairs
@@ -249,3 +250,59 @@ def test_a_file_whose_name_does_not_say_its_format_is_refused_with_how_to_choose
     (root / "corpus.dat").write_text("x")
     with pytest.raises(InputDataError, match="cannot tell the format of .*corpus.dat from its name"):
         open_corpus(Store(str(root / "*")))
+
+
+def _read_part(path, fmt: str) -> pl.DataFrame:
+    """A part as its format's usual reader gives it (text formats: every column as strings)."""
+    if fmt == "jsonl":
+        return pl.read_ndjson(path)
+    return pl.read_csv(path, separator="\t" if fmt == "tsv" else ",", infer_schema=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_parts_in_the_output_format_are_verified_retried_and_readable_by_data_tools(tmp_path, translator,
+                                                                                     fmt):
+    ids, texts = _rows(30)
+    root = tmp_path / "in"
+    root.mkdir()
+    pq.write_table(pa.table({"id": list(range(30)), "src": texts, "tags": [["a", "b"]] * 30}),
+                   root / "0.parquet")
+    spec = job(root, tmp_path / "out", chunk_rows=10, output_format=fmt)
+    plan = plan_job(spec, MODEL, DECODE, NUMERICS)
+    assert plan.record["output_format"] == fmt
+
+    def out_of_memory_on_row_5() -> Translate:
+        def translate(batch):
+            return [Translation("", 0.0, "failed", [], [], error="OutOfMemoryError") if t == texts[5] else o
+                    for t, o in zip(batch, translator.translate(batch, DECODE), strict=True)]
+        return translate
+
+    for chunk in plan.chunks:
+        translate_chunk(spec, plan.fingerprint, chunk, out_of_memory_on_row_5)
+    manifest = verify_output(spec, plan)
+    assert manifest["statuses"] == {"empty": 1, "failed": 1, "ok": 28}
+    names = [u.rsplit("/", 1)[-1] for u in output_parts(spec.output)]
+    assert all(n.startswith("part-") and n.endswith(f".{fmt}") for n in names)
+    frame = pl.concat([_read_part(u, fmt) for u in output_parts(spec.output)])
+    assert frame["src"].to_list() == texts and frame["status"].to_list()[5] == "failed"
+    assert [str(i) for i in frame["id"].to_list()] == [str(i) for i in range(30)]
+    flags = [json.loads(f) if fmt != "jsonl" else f for f in frame["flags"].to_list()]  # CSV: JSON text
+    assert all(isinstance(f, list) and all(isinstance(x, str) for x in f) for f in flags) and any(flags)
+    # --retry-failed rewrites the part with the row translated; every other row is unchanged.
+    before = frame
+    translate_chunk(spec, plan.fingerprint, plan.chunks[0], loader(translator), retry_failed=True)
+    manifest = verify_output(spec, plan)
+    assert manifest["statuses"] == {"empty": 1, "ok": 29}
+    after = pl.concat([_read_part(u, fmt) for u in output_parts(spec.output)])
+    unchanged = [i for i in range(30) if i != 5]
+    assert after[unchanged].equals(before[unchanged]) and after["status"][5] == "ok"
+    # A part cut short after the job is damage, found and un-committed by verification.
+    part = tmp_path / "out" / names[1]
+    part.write_bytes(part.read_bytes()[: len(part.read_bytes()) // 2])
+    with pytest.raises(DamagedChunksError, match=plan.chunks[1].id):
+        verify_output(spec, plan)
+    translate_chunk(spec, plan.fingerprint, plan.chunks[1], loader(translator))
+    assert verify_output(spec, plan)["rows_out"] == 30
+    # Another output format is another output: refused like any other changed setting.
+    with pytest.raises(PlanMismatchError, match="different output_format"):
+        plan_job(job(root, tmp_path / "out", chunk_rows=10), MODEL, DECODE, NUMERICS)
