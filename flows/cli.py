@@ -359,17 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     tr = _subcommand(sub, "translate", "translate text (stdin/stdout or a text file, one line per line) "
-                     "or a Parquet corpus (chunk by chunk; re-running resumes)", """\
+                     "or a corpus of Parquet, CSV, TSV or JSON Lines files (chunk by chunk; re-running resumes)", """\
   s2s translate --model store/models/tiny/<version> < src.txt > hyp.txt
   s2s translate --model store/models/tiny --input src.txt.gz --output hyp.txt --beam 5
   s2s translate --model M --n-best 3 --beam 5 < src.txt      # lines: i ||| hypothesis ||| score
   s2s translate --model store/models/bible-es-en --input data/corpus/ --output out/corpus-en \\
       --workers 2 | jq .statuses
+  s2s translate --model M --input export.csv.gz --output out/export-en --output-format csv
 
-Text: one output line per input line, empty lines kept, streamed a window of lines at a time, no
-Prefect server involved. Parquet: every row becomes one output row (columns translation, score,
-status, segments; nbest with --n-best > 1) in <output>/part-*.parquet, verified by manifest.json
-and listed in input order by <output>/_chunks.parquet; a re-run translates only new or changed files.
+Text (stdin, *.txt): one output line per input line, empty lines kept, streamed a window of lines
+at a time, no Prefect server involved. Corpus (Parquet, CSV, TSV, JSON Lines files; they may differ
+in their other columns): every row becomes one output row (its own columns plus translation, score,
+status, segments, flags; nbest with --n-best > 1) in <output>/part-*.parquet (--output-format: csv,
+tsv, jsonl), verified by manifest.json and listed in input order by <output>/_chunks.parquet; a
+re-run translates only new or changed files.
 Rows of several lines and lines over the model's length limit are translated sentence by sentence
 and joined back with their own whitespace.""")
     tr.add_argument("--model", required=True,
