@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     tr = _subcommand(sub, "translate", "translate text (stdin/stdout or a text file, one line per line) "
-                     "or a corpus of Parquet, CSV, TSV or JSON Lines files (chunk by chunk; re-running resumes)", """\
+                     "or a corpus of Parquet, CSV, TSV or JSON Lines files (chunk by chunk; re-running "
+                     "resumes)", """\
   s2s translate --model store/models/tiny/<version> < src.txt > hyp.txt
   s2s translate --model store/models/tiny --input src.txt.gz --output hyp.txt --beam 5
   s2s translate --model M --n-best 3 --beam 5 < src.txt      # lines: i ||| hypothesis ||| score
