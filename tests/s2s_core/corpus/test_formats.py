@@ -18,7 +18,7 @@ from s2s_core.corpus.formats import STAGED_ROW_GROUP_ROWS, format_of
 from s2s_core.corpus.plan import PlanMismatchError, plan_job, previous_run
 from s2s_core.corpus.verify import DamagedChunksError, output_parts, remove_staging, verify_output
 from s2s_core.errors import InputDataError
-from s2s_core.inference.translator import Translation
+from s2s_core.inference.translator import DecodeConfig, Translation
 from s2s_core.storage import Store
 from tests.s2s_core.corpus.helpers import DECODE, MODEL, NUMERICS, job, loader, run_job
 from tests.s2s_core.synthetic import reverse_pairs
@@ -306,3 +306,35 @@ def test_parts_in_the_output_format_are_verified_retried_and_readable_by_data_to
     # Another output format is another output: refused like any other changed setting.
     with pytest.raises(PlanMismatchError, match="different output_format"):
         plan_job(job(root, tmp_path / "out", chunk_rows=10), MODEL, DECODE, NUMERICS)
+
+
+def test_hive_and_spark_layouts_big_row_groups_and_empty_files_are_read_row_exact(tmp_path, translator):
+    root = tmp_path / "in"
+    for part, year in ((0, 2023), (1, 2024)):
+        folder = root / f"year={year}"
+        folder.mkdir(parents=True)
+        n = 20_000 if part else 30
+        # One 20,000-row row group (Spark's default is far larger than a chunk), int64 ids, and
+        # polars' large_string text; a 0-row file beside it.
+        table = pl.DataFrame({"id": range(part * 100_000, part * 100_000 + n),
+                              "src": [SRC[i % len(SRC)][:12] for i in range(n)]}).to_arrow()
+        assert pa.types.is_large_string(table.schema.field("src").type)
+        pq.write_table(table, folder / f"part-0000{part}-c000.snappy.parquet", row_group_size=n)
+        pq.write_table(table.slice(0, 0), folder / "part-00009-c000.snappy.parquet")
+        sides = ("_SUCCESS", f"_committed_{part}", f"_started_{part}",
+                 f".part-0000{part}-c000.snappy.parquet.crc")
+        for side in sides:
+            (folder / side).write_text("")
+    spec = job(root, tmp_path / "out", chunk_rows=2000)
+    plan = plan_job(spec, MODEL, DECODE, NUMERICS)
+    assert [f.name for f in plan.corpus.files] == [
+        "year=2023/part-00000-c000.snappy.parquet", "year=2023/part-00009-c000.snappy.parquet",
+        "year=2024/part-00001-c000.snappy.parquet", "year=2024/part-00009-c000.snappy.parquet"]
+    assert [c.rows for c in plan.chunks] == [30] + [2000] * 10
+    fast = DecodeConfig(beam_size=1, max_len_extra=1)
+    for chunk in plan.chunks:
+        translate_chunk(spec, plan.fingerprint, chunk, loader(translator, fast))
+    manifest = verify_output(spec, plan)
+    assert manifest["rows_in"] == manifest["rows_out"] == 20_030 and manifest["ids"]["unique"]
+    ids = [i for p in parts(tmp_path / "out") for i in p.column("id").to_pylist()]
+    assert ids == list(range(30)) + list(range(100_000, 120_000))
