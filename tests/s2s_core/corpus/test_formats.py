@@ -15,7 +15,7 @@ from s2s_core.corpus import commit
 from s2s_core.corpus.chunk import Translate, translate_chunk
 from s2s_core.corpus.files import open_corpus
 from s2s_core.corpus.formats import STAGED_ROW_GROUP_ROWS, format_of
-from s2s_core.corpus.plan import PlanMismatchError, plan_job, previous_run
+from s2s_core.corpus.plan import JobSpec, PlanMismatchError, plan_job, previous_run
 from s2s_core.corpus.verify import DamagedChunksError, output_parts, remove_staging, verify_output
 from s2s_core.errors import InputDataError
 from s2s_core.inference.translator import DecodeConfig, Translation
@@ -338,3 +338,32 @@ def test_hive_and_spark_layouts_big_row_groups_and_empty_files_are_read_row_exac
     assert manifest["rows_in"] == manifest["rows_out"] == 20_030 and manifest["ids"]["unique"]
     ids = [i for p in parts(tmp_path / "out") for i in p.column("id").to_pylist()]
     assert ids == list(range(30)) + list(range(100_000, 120_000))
+
+
+def test_compressed_csv_and_json_lines_on_s3_are_staged_translated_and_cleaned_up(tmp_path, translator,
+                                                                                  s3_server):
+    import s3fs
+
+    opts = s3_server["storage_options"]
+    fs = s3fs.S3FileSystem(**opts)
+    fs.mkdir("s2s-formats")
+    ids, texts = _rows(25)
+    local = tmp_path / "in"
+    local.mkdir()
+    pd.DataFrame({"id": ids[:12], "src": texts[:12]}).to_csv(local / "a.csv.gz", index=False,
+                                                             compression="gzip")
+    nested = pl.DataFrame({"id": ids[12:], "src": texts[12:], "meta": [{"k": 1}] * 13})
+    nested.write_ndjson(local / "b.ndjson")
+    fs.put(str(local) + "/", "s2s-formats/in/", recursive=True)
+    spec = JobSpec(Store("s3://s2s-formats/in", opts), Store("s3://s2s-formats/out", opts), chunk_rows=5,
+                   output_format="jsonl")
+    plan, _ = run_job(translator, spec)
+    assert [f.format for f in plan.corpus.files] == ["csv", "jsonl"]
+    assert len(fs.ls("s2s-formats/out/_staged")) == 2
+    manifest = verify_output(spec, plan)
+    assert manifest["rows_out"] == 25 and manifest["ids"]["aligned_with_input"]
+    assert remove_staging(spec) == 2 and not spec.staging.list_names()
+    rows = [json.loads(line) for url in output_parts(spec.output)
+            for line in Store(url, opts).read_text().splitlines()]
+    assert [r["id"] for r in rows] == ids and [r["src"] for r in rows] == texts
+    assert rows[-1]["meta"] == {"k": 1} and "meta" not in rows[0]  # each part its own file's columns
