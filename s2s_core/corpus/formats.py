@@ -222,15 +222,17 @@ def stage(input: Store, path: str, source: Staged) -> None:
 
 def _write_row_groups(batches: Iterator[pa.RecordBatch], out: IO[bytes], where: str) -> None:
     writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
         for batch in batches:
             if writer is None:
-                writer = pq.ParquetWriter(out, batch.schema)
-            elif not batch.schema.equals(writer.schema_arrow):
-                raise InputDataError(f"{where}: its columns change within the file ({writer.schema_arrow} "
-                                     f"then {batch.schema})")
+                schema = batch.schema
+                writer = pq.ParquetWriter(out, schema)
+            elif not batch.schema.equals(schema):
+                raise InputDataError(f"{where}: its columns change within the file ({schema} then "
+                                     f"{batch.schema})")
             pending.append(batch)
             pending_rows += batch.num_rows
             while pending_rows >= STAGED_ROW_GROUP_ROWS:

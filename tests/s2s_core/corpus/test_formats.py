@@ -367,3 +367,22 @@ def test_compressed_csv_and_json_lines_on_s3_are_staged_translated_and_cleaned_u
             for line in Store(url, opts).read_text().splitlines()]
     assert [r["id"] for r in rows] == ids and [r["src"] for r in rows] == texts
     assert rows[-1]["meta"] == {"k": 1} and "meta" not in rows[0]  # each part its own file's columns
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_file_of_many_blocks_is_staged_in_row_groups_row_exact(tmp_path, monkeypatch, fmt):
+    from s2s_core.corpus import formats
+
+    monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 16)  # many blocks from a small file
+    n = 2 * STAGED_ROW_GROUP_ROWS + 1000
+    ids = [f"{i:06d}" for i in range(n)]
+    texts = [f'{SRC[i % len(SRC)]}, "{i}"\n{i}' for i in range(n)]
+    root = tmp_path / "in"
+    root.mkdir()
+    frame = pl.DataFrame({"id": ids, "src": texts})
+    frame.write_csv(root / "a.csv") if fmt == "csv" else frame.write_ndjson(root / "a.jsonl")
+    assert (root / f"a.{fmt}").stat().st_size > 4 * formats.BLOCK_BYTES
+    plan = plan_job(job(root, tmp_path / "out", chunk_rows=3000), MODEL, DECODE, NUMERICS)
+    assert plan.corpus.files[0].row_groups == (STAGED_ROW_GROUP_ROWS, STAGED_ROW_GROUP_ROWS, 1000)
+    staged = pq.read_table(Store(plan.corpus.files[0].staged.data).path())
+    assert staged.column("id").to_pylist() == ids and staged.column("src").to_pylist() == texts
