@@ -7,7 +7,12 @@ import contextlib
 import json
 import os
 import resource
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -57,3 +62,36 @@ def run_child(args: argparse.Namespace, run: Callable[[dict], dict]) -> dict | N
     result = run(json.loads(args.child))
     print(json.dumps(result))
     return result
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, services: bool = False) -> Iterator[tuple[str, int | None]]:
+    """``(api_url, server pid)``: PREFECT_API_URL if set (pid None), else a loopback ``prefect server``
+    with its SQLite database under ``home``, started for the benchmark (``services``: the scheduler,
+    task run recorder and the rest, as an operator runs it)."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"], None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # The interpreter's own prefect: the venv's bin directory need not be on PATH.
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+               "--no-ui", *([] if services else ["--no-services"])]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Prefect server did not start") from None
+                time.sleep(0.5)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait()

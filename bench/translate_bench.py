@@ -17,12 +17,10 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from common import add_run_options, emit, load_average, peak_rss_mb, run_child
+from common import add_run_options, emit, load_average, peak_rss_mb, prefect_server, run_child
 
 from s2s_core.inference.precision import DEFAULT_PRECISION, PRECISIONS
 
@@ -106,33 +104,9 @@ def measure(spec: dict, env: dict) -> dict:
 
 @contextmanager
 def prefect_api(home: Path) -> Iterator[str]:
-    """PREFECT_API_URL if set, else a loopback Prefect server started for the benchmark."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    # The interpreter's own prefect: the venv's bin directory need not be on PATH.
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-services", "--no-ui"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Prefect server did not start") from None
-                time.sleep(0.5)
+    """PREFECT_API_URL if set, else a loopback Prefect server (no services) started for the benchmark."""
+    with prefect_server(home, services=False) as (url, _):
         yield url
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -19,6 +19,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows._exit import note_task_runs, settled_temporary_server
 from s2s_core.corpus.files import Chunk
 from s2s_core.corpus.plan import JobPlan
 from s2s_core.corpus.verify import DamagedChunksError
@@ -44,6 +45,7 @@ def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) 
     the run is skipped (Completed, with the reason in its log and an artifact), not failed.
     """
     config = with_overrides(config, overrides)
+    note_task_runs()  # each task run started is counted, for a clean exit of the temporary server
     planned = plan_translation(config)
     if planned is None:
         reason = f"skipped: no serving model yet (nothing has been promoted in {config.model})"
@@ -57,6 +59,7 @@ def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) 
         with chunk_runner(config) as runner:
             translate_chunks(runner, planned.pending, config, planned.plan, progress)
             try:
+                note_task_runs()
                 return finalize(config, planned.plan, progress.summary())
             except DamagedChunksError as err:
                 # Committed parts found damaged (truncated, lost) were un-committed by the check:
@@ -65,6 +68,7 @@ def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) 
                 damaged = [c for c in planned.plan.chunks if c.id in set(err.chunk_ids)]
                 progress.redo(damaged)
                 translate_chunks(runner, damaged, config, planned.plan, progress)
+                note_task_runs()
                 return finalize(config, planned.plan, progress.summary())
     finally:
         progress.close()
@@ -106,6 +110,7 @@ def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateC
         if chunk is None:
             return False
         runner.submit(run_chunk, parameters={"chunk": chunk, **shared}).add_done_callback(finished.put)
+        note_task_runs()
         return True
 
     limit = in_flight_limit(runner, config)
@@ -156,8 +161,13 @@ def in_flight_limit(runner: TaskRunner, config: TranslateConfig) -> int:
 
 
 def run_translation(config: TranslateConfig) -> dict:
-    """Run the flow (the chunks on the runner the config asks for: a Dask cluster or a thread pool)."""
-    return translate_flow(config)
+    """Run the flow (the chunks on the runner the config asks for: a Dask cluster or a thread pool).
+
+    Against the temporary server, return once it has recorded every task run: stopped at exit while
+    still behind (thousands of chunks), it would print a ``CancelledError`` traceback (flows/_exit.py).
+    """
+    with settled_temporary_server():
+        return translate_flow(config)
 
 
 if __name__ == "__main__":

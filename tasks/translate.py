@@ -48,6 +48,7 @@ from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
+from tasks.chunk_feed import publish
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
 from tasks.progress import ProgressBar
@@ -239,6 +240,56 @@ def with_failed_rows(spec: JobSpec, chunks: list[Chunk]) -> list[Chunk]:
     """The committed chunks whose markers count ``failed`` rows (markers read concurrently)."""
     markers = read_markers(spec.output, [c.id for c in chunks])
     return [c for c in chunks if markers[c.id]["statuses"].get("failed")]
+
+
+def _batch_run_name() -> str:
+    """Task run names say which chunks a batch holds (its first chunk and how many)."""
+    from prefect.runtime import task_run
+
+    chunks = task_run.parameters["chunks"]
+    more = f" +{len(chunks) - 1}" if len(chunks) > 1 else ""
+    return f"translate-{chunks[0].id}{more}" if chunks else "translate-none"
+
+
+@task(name="translate-chunks", task_run_name=_batch_run_name, **IO_RETRIES, cache_policy=NONE)
+def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: str, pinned_numerics: dict,
+               feed: str | None = None) -> dict:
+    """Translate and commit a batch of chunks, one after the other, on this worker's model and device.
+
+    The chunk stays the unit of commit and resume: each is committed on its own, and its marker
+    record (plus this worker's pid and model loads) goes to the flow's ``feed`` at once, so progress
+    is per chunk. A task run per batch instead of per chunk keeps the orchestration cost (Prefect's
+    task runs, their events and state records) independent of the corpus size. A chunk that fails
+    does not stop the others; the first error is raised after the last one, and a retry of the task
+    run skips the chunks committed meanwhile. Returns how many chunks the batch held.
+    """
+    failed: list[BaseException] = []
+    with leased_device(config.device) as device:
+        here = asdict(numerics(config, device))
+        if here != pinned_numerics:  # e.g. a Dask worker on other hardware than the planning process
+            raise PlanMismatchError(f"chunk {chunks[0].id if chunks else '-'}: this worker computes with "
+                                    f"{here}, the job's plan pins {pinned_numerics}; run it where the plan "
+                                    "was made")
+
+        def load_translate() -> Translate:
+            translator = cached_translator(config, device)[0]
+            return lambda texts: translator.translate(texts, config.decode)
+
+        memory = translation_memory(config, pinned_numerics) if config.use_memory else None
+        spec = job_spec(config)
+        for chunk in chunks:
+            try:
+                record = translate_chunk(spec, plan_fingerprint, chunk, load_translate,
+                                         retry_failed=config.retry_failed, memory=memory)
+            except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
+                run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
+                failed.append(err)
+                continue
+            loads = _LOADS[_translator_key(config, device)]
+            publish(feed, {**record, "worker_pid": os.getpid(), "model_loads": loads})
+    if failed:
+        raise failed[0]
+    return {"chunks": len(chunks)}
 
 
 @task(name="translate-chunk", task_run_name="translate-{chunk.id}", **IO_RETRIES, cache_policy=NONE)
