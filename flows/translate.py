@@ -1,4 +1,4 @@
-"""Translate a Parquet corpus chunk by chunk: plan → translate each chunk → verify + manifest.
+"""Translate a corpus chunk by chunk: plan → translate batches of chunks → verify + manifest.
 
     python -m flows.translate --model URL --input URL --output URL [--beam 5] [--chunk-rows 2000]
                               [--workers N | --dask tcp://scheduler:8786]
@@ -23,9 +23,10 @@ from flows._exit import note_task_runs, settled_temporary_server
 from s2s_core.corpus.files import Chunk
 from s2s_core.corpus.plan import JobPlan
 from s2s_core.corpus.verify import DamagedChunksError
+from tasks.chunk_feed import ChunkFeed
 from tasks.common import run_logger
 from tasks.config import TranslateConfig, with_overrides
-from tasks.translate import ChunkProgress, finalize, plan_translation, record_skip, run_chunk
+from tasks.translate import ChunkProgress, finalize, plan_translation, record_skip, run_chunks
 
 
 def default_workers() -> int:
@@ -92,55 +93,94 @@ def thread_workers(config: TranslateConfig) -> int:
     return config.workers or default_workers()
 
 
+# Batches per worker slot that guided self-scheduling aims for: each new batch takes this share of the
+# chunks still unsubmitted per slot, so batches start large (few task runs: orchestration per row does
+# not grow with the corpus) and shrink to single chunks at the end (the workers finish together).
+BATCHES_PER_SLOT = 4
+FEED_POLL_SECONDS = 0.5  # how often the flow takes chunk records off the feed while batches run
+
+
+def batch_sizes(chunks: int, slots: int) -> list[int]:
+    """Guided self-scheduling (Polychronopoulos & Kuck): batch ``i`` holds ``ceil(remaining /
+    (BATCHES_PER_SLOT × slots))`` chunks. O(slots × log(chunks)) task runs: 36 for 50,000 chunks on one
+    worker, 250 on 8, 1,496 on 64; every chunk in exactly one batch, in corpus order."""
+    sizes, remaining = [], chunks
+    while remaining:
+        size = max(1, -(-remaining // (BATCHES_PER_SLOT * max(1, slots))))
+        sizes.append(size)
+        remaining -= size
+    return sizes
+
+
 def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateConfig, plan: JobPlan,
                      progress: ChunkProgress) -> None:
-    """Run the chunks on ``runner``; raise the first failure once all others have finished.
+    """Run the chunks on ``runner`` in batches, one task run each (``batch_sizes``); raise the first
+    failure once all other chunks have finished.
 
-    Chunks are submitted a window at a time (``in_flight_limit``) and each finished one's future is
-    let go at once: the flow holds a few futures, not one (with its state and result) per chunk, so
-    its memory does not grow with the corpus.
+    The chunk stays the unit of commit, resume and progress: each committed chunk's record comes
+    back on a feed (``tasks.chunk_feed``) as it commits, while its batch runs on. Two batches per
+    worker slot are in flight (each worker has its next one queued), and each finished batch's
+    future is let go at once, so the flow's memory does not grow with the corpus either.
     """
-    shared = {"config": config, "plan_fingerprint": plan.fingerprint,
-              "pinned_numerics": plan.record["numerics"]}
-    todo = iter(chunks)
+    slots = worker_slots(runner, config)
+    sizes = iter(batch_sizes(len(chunks), slots))
     finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()
+    dask_client = None if isinstance(runner, ThreadPoolTaskRunner) else runner.client
+    errors: list[BaseException] = []
+    failed_chunks = 0
+    with ChunkFeed(dask_client) as feed:
+        shared = {"config": config, "plan_fingerprint": plan.fingerprint,
+                  "pinned_numerics": plan.record["numerics"], "feed": feed.name}
+        position = 0
 
-    def submit_next() -> bool:
-        chunk = next(todo, None)
-        if chunk is None:
-            return False
-        runner.submit(run_chunk, parameters={"chunk": chunk, **shared}).add_done_callback(finished.put)
-        note_task_runs()
-        return True
+        def submit_next() -> bool:
+            nonlocal position
+            size = next(sizes, None)
+            if size is None:
+                return False
+            batch = chunks[position:position + size]
+            position += size
+            runner.submit(run_chunks, parameters={"chunks": batch, **shared}).add_done_callback(finished.put)
+            note_task_runs()
+            return True
 
-    limit = in_flight_limit(runner, config)
-    in_flight = 0
-    while in_flight < limit and submit_next():
-        in_flight += 1
-    errors = []
-    while in_flight:
-        future = finished.get()
-        in_flight -= 1
-        try:
-            record = future.result()
-            progress.update(record)
-            forget_result(record)
-        except Exception as err:  # noqa: BLE001 - let the other chunks finish and commit first
-            errors.append(err)
-        in_flight += submit_next()
+        def take_feed() -> None:
+            nonlocal failed_chunks
+            for record in feed.drain():
+                if "error" in record:
+                    failed_chunks += 1
+                else:
+                    progress.update(record)
+
+        in_flight = 0
+        while in_flight < 2 * slots and submit_next():
+            in_flight += 1
+        while in_flight:
+            try:
+                future = finished.get(timeout=FEED_POLL_SECONDS)
+            except queue.Empty:
+                take_feed()
+                continue
+            in_flight -= 1
+            try:
+                forget_result(future.result())
+            except Exception as err:  # noqa: BLE001 - let the other batches finish and commit first
+                errors.append(err)
+            take_feed()  # a batch's records are on the feed before its task run ends
+            in_flight += submit_next()
     if errors:
         run_logger().error("%d of %d chunks failed; the others are committed, so running the same "
-                           "command again retries only the failed ones", len(errors), len(chunks))
+                           "command again retries only the failed ones", max(failed_chunks, len(errors)),
+                           len(chunks))
         raise errors[0]
 
 
 def forget_result(result: dict) -> None:
-    """Drop the flow run's links from a consumed chunk result (and its items) to the chunk's task run.
+    """Drop the flow run's links from a consumed task result (and its items) to its task run.
 
     Prefect links every task result and its top-level items to the task run's state in the flow run
-    context (``run_results``), so that passing one to another task records the dependency. Chunk
-    results are never passed on, and their links would keep ~4 KB per chunk for the whole run: 200 MB
-    for a 100M-row corpus in 2,000-row chunks.
+    context (``run_results``), so that passing one to another task records the dependency. Batch
+    results are never passed on, and their links would stay for the whole run (~4 KB each).
     """
     context = FlowRunContext.get()
     links = getattr(context, "run_results", None)
@@ -150,14 +190,12 @@ def forget_result(result: dict) -> None:
         links.pop(id(obj), None)
 
 
-def in_flight_limit(runner: TaskRunner, config: TranslateConfig) -> int:
-    """How many chunks to keep submitted: two per worker thread (each has its next chunk queued), or
-    per thread of the Dask cluster as it is when the run starts; at least 8."""
+def worker_slots(runner: TaskRunner, config: TranslateConfig) -> int:
+    """How many batches run at once: the thread pool's workers, or the Dask cluster's threads as the
+    cluster is when the run starts."""
     if isinstance(runner, ThreadPoolTaskRunner):
-        slots = thread_workers(config)
-    else:
-        slots = sum(runner.client.nthreads().values())
-    return max(8, 2 * slots)
+        return thread_workers(config)
+    return max(1, sum(runner.client.nthreads().values()))
 
 
 def run_translation(config: TranslateConfig) -> dict:

@@ -283,6 +283,7 @@ def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: s
                                          retry_failed=config.retry_failed, memory=memory)
             except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
                 run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
+                publish(feed, {"chunk": chunk.id, "error": f"{type(err).__name__}: {err}"})
                 failed.append(err)
                 continue
             loads = _LOADS[_translator_key(config, device)]
@@ -290,29 +291,6 @@ def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: s
     if failed:
         raise failed[0]
     return {"chunks": len(chunks)}
-
-
-@task(name="translate-chunk", task_run_name="translate-{chunk.id}", **IO_RETRIES, cache_policy=NONE)
-def run_chunk(chunk: Chunk, config: TranslateConfig, plan_fingerprint: str, pinned_numerics: dict) -> dict:
-    """Translate and commit one chunk on this worker's model and device.
-
-    Returns the chunk's marker record plus this worker's pid and how often it loaded the model.
-    """
-    with leased_device(config.device) as device:
-        here = asdict(numerics(config, device))
-        if here != pinned_numerics:  # e.g. a Dask worker on other hardware than the planning process
-            raise PlanMismatchError(f"chunk {chunk.id}: this worker computes with {here}, the job's plan "
-                                    f"pins {pinned_numerics}; run it where the plan was made")
-
-        def load_translate() -> Translate:
-            translator = cached_translator(config, device)[0]
-            return lambda texts: translator.translate(texts, config.decode)
-
-        memory = translation_memory(config, pinned_numerics) if config.use_memory else None
-        record = translate_chunk(job_spec(config), plan_fingerprint, chunk, load_translate,
-                                 retry_failed=config.retry_failed, memory=memory)
-        loads = _LOADS[_translator_key(config, device)]
-    return {**record, "worker_pid": os.getpid(), "model_loads": loads}
 
 
 @task(name="finalize", **IO_RETRIES, cache_policy=NONE)
