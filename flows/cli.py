@@ -94,10 +94,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def _check_url(url: str, what: str, must_exist: bool = False, **options: Any) -> None:
     import fsspec
 
+    from s2s_core.storage import reveal
     from tasks.config import ConfigError
 
     try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
+        fs, path = fsspec.core.url_to_fs(url, **reveal(options))
     except (ValueError, ImportError) as err:
         raise ConfigError(f"{what} {url!r} is not a usable URL: {err}") from None
     if must_exist and not fs.exists(path):
@@ -105,13 +106,24 @@ def _check_url(url: str, what: str, must_exist: bool = False, **options: Any) ->
 
 
 def _storage_options(pairs: Sequence[str]) -> dict:
-    """``--storage-option key=value`` pairs, values parsed like ``--set`` values (YAML)."""
-    from tasks.config import apply_override
+    """``--storage-option key=value`` pairs, values parsed like ``--set`` values (YAML), credentials
+    (``tasks.secrets``) taken as typed and wrapped as secrets before anything can log or store them."""
+    from pydantic import ValidationError
+
+    from tasks.config import ConfigError, apply_override, describe_validation_error
+    from tasks.secrets import storage_option_is_secret, validate_storage_options
 
     options: dict = {}
     for pair in pairs:
-        apply_override(options, pair, option="--storage-option")
-    return options
+        key, sep, _ = pair.partition("=")
+        if not sep or not key.strip():  # what was typed is not echoed: it may be a credential
+            raise ConfigError("--storage-option expects key=value")
+        apply_override(options, pair, option="--storage-option",
+                       literal=storage_option_is_secret(key.strip()))
+    try:
+        return validate_storage_options(options)
+    except ValidationError as err:
+        raise ConfigError(f"invalid --storage-option: {describe_validation_error(err)}") from None
 
 
 def _print_json(result: dict) -> None:
@@ -196,10 +208,11 @@ def _is_text(args: argparse.Namespace, options: dict) -> bool:
     import fsspec
 
     from s2s_core.corpus.formats import format_of, unknown_format_hint
+    from s2s_core.storage import reveal
     from tasks.config import ConfigError
 
     try:
-        fs, path = fsspec.core.url_to_fs(args.input, **options)
+        fs, path = fsspec.core.url_to_fs(args.input, **reveal(options))
     except (ValueError, ImportError) as err:
         raise ConfigError(f"input {args.input!r} is not a usable URL: {err}") from None
     if not fs.isfile(path):

@@ -21,6 +21,7 @@ from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.textfile import WINDOW, nbest_lines, one_line, read_lines, translate_stream
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.registry.registry import resolve_model
+from s2s_core.storage import reveal
 from tasks.progress import progress_bar
 
 STDIO = "-"
@@ -100,4 +101,4 @@ def _open(url: str, mode: str, storage_options: dict[str, Any], stdio: BinaryIO)
     or the standard stream for ``-``."""
     if url == STDIO:
         return _Unclosed(stdio)
-    return fsspec.open(url, mode, compression="infer", **storage_options)
+    return fsspec.open(url, mode, compression="infer", **reveal(storage_options))

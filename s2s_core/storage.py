@@ -63,6 +63,20 @@ def _make_directories(path: str) -> None:
         _fsync_directory(posixpath.dirname(directory) or ".")
 
 
+def reveal(options: Any) -> Any:
+    """Storage options as fsspec takes them: every secret value (a pydantic ``SecretStr``, which the
+    orchestration layer wraps credentials in so they are never dumped or logged) replaced by what it
+    hides. Duck-typed: the core imports no pydantic. Only the filesystem a ``Store`` builds sees them.
+    """
+    if hasattr(options, "get_secret_value"):
+        return options.get_secret_value()
+    if isinstance(options, dict):
+        return {key: reveal(value) for key, value in options.items()}
+    if isinstance(options, list | tuple):
+        return type(options)(reveal(value) for value in options)
+    return options
+
+
 def join(url: str, *parts: str) -> str:
     """Join path parts onto a URL (``s3://b/p`` + ``x`` → ``s3://b/p/x``)."""
     return posixpath.join(url.rstrip("/"), *parts)
@@ -78,7 +92,9 @@ class Store:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
                  _fs: fsspec.AbstractFileSystem | None = None, _root: str | None = None):
         self.url = url.rstrip("/") or url
-        self.storage_options = dict(storage_options or {})
+        # Plain values from here on (the corpus code builds filesystems from them too): a Store lives in
+        # memory only, and its repr names the URL alone.
+        self.storage_options = reveal(dict(storage_options or {}))
         if _fs is None:
             _fs, _root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.fs: fsspec.AbstractFileSystem = _fs

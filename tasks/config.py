@@ -7,6 +7,7 @@ of each setting).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from s2s_core.registry.promotion import PromotionConfig
 from s2s_core.text.prepare import PrepareConfig
 from s2s_core.text.tokenizer import TokenizerConfig
 from s2s_core.training.config import TrainConfig
+from tasks.secrets import StorageOptions, storage_option_is_secret
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 Precision = Literal[*PRECISIONS]
@@ -90,8 +92,9 @@ class PipelineConfig(Strict):
 
     name: str = Field(pattern=NAME_PATTERN, description="model name: models/<name>/<version>/")
     store: str = Field("./store", description="root URL of runs/ and models/ (local dir or s3://...)")
-    storage_options: dict[str, Any] = Field(default_factory=dict,
-                                            description="fsspec options for the store, e.g. endpoint_url")
+    storage_options: StorageOptions = Field(default_factory=dict,
+                                            description="fsspec options for the store, e.g. endpoint_url; "
+                                                        "credentials are kept secret (README, Credentials)")
     run_id: str | None = Field(None, pattern=NAME_PATTERN,
                                description="default: name + config hash, so a re-run resumes")
     version: str | None = Field(None, pattern=NAME_PATTERN, description="model version; default: run id")
@@ -166,9 +169,10 @@ class TranslateConfig(Strict):
                                                 "new ones to it (false: --no-memory)")
     memory: str | None = Field(None, description="translation memory URL, shared by all outputs and models "
                                                  "(namespaced); default: <output's parent>/_memory")
-    storage_options: dict[str, Any] = Field(default_factory=dict,
+    storage_options: StorageOptions = Field(default_factory=dict,
                                             description="fsspec options for model, input, output and "
-                                                        "memory URLs")
+                                                        "memory URLs; credentials are kept secret "
+                                                        "(README, Credentials)")
 
     @field_validator("output")
     @classmethod
@@ -240,8 +244,8 @@ def validate_section(cls: type, data: dict) -> Any:
         raise ConfigError(f"invalid settings: {describe_validation_error(err)}") from None
 
 
-def apply_override(data: dict, assignment: str, option: str = "--set") -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML: numbers, booleans, lists, null)."""
+def apply_override(data: dict, assignment: str, option: str = "--set", literal: bool = False) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML: numbers, booleans, lists, null; ``literal``: as is)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"{option} expects key=value, got {assignment!r}")
@@ -252,6 +256,10 @@ def apply_override(data: dict, assignment: str, option: str = "--set") -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{option} {key}: {part!r} is not a section")
         node = child
+    # A credential is taken as typed (YAML would make 0123 the number 123), via --set too.
+    if literal or parts[0] == "storage_options" and storage_option_is_secret(".".join(parts[1:])):
+        node[parts[-1]] = raw
+        return
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError as err:
@@ -266,7 +274,10 @@ def with_overrides(config: ConfigT, overrides: Sequence[str] | None) -> ConfigT:
     """
     if not overrides:
         return config
+    # The JSON dump masks the credentials: they are put back as the (still secret) objects they are.
     data = config.model_dump(mode="json")
+    if "storage_options" in data:
+        data["storage_options"] = copy.deepcopy(config.storage_options)
     for assignment in overrides:
         apply_override(data, assignment, option="override")
     try:

@@ -115,7 +115,8 @@ def launch_torchrun(job: TrainingJob, processes: int, on_event: TrainProgress) -
                    "-m", "tasks.train_worker", str(job_file)]
         on_event.logger.info("launching %s", " ".join(command))
         tail: deque[str] = deque(maxlen=30)
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               **job.storage_environment()}
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env) as process:
             relay_output(process.stdout, on_event, on_event.logger, tail)

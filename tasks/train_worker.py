@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from s2s_core.inference.package import load_tokenizers
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
-from s2s_core.storage import Store
+from s2s_core.storage import Store, reveal
 from s2s_core.text.prepare import read_parquet
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.data import make_examples
@@ -30,6 +30,7 @@ from s2s_core.training.state import TrainState
 from s2s_core.training.trainer import Trainer
 
 EVENT_PREFIX = "S2S_EVENT "
+STORAGE_OPTIONS_ENV = "S2S_TRAIN_STORAGE_OPTIONS"
 
 
 @dataclass
@@ -47,11 +48,19 @@ class TrainingJob:
     source_language: str = DEFAULT_LANGUAGE  # sentence rules for over-long dev inputs
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        """The job for the ranks' job file: without its storage options, which may hold credentials
+        (they travel in the ranks' environment, ``storage_environment``, never in a file)."""
+        return json.dumps({**asdict(self), "storage_options": {}})
+
+    def storage_environment(self) -> dict[str, str]:
+        return {STORAGE_OPTIONS_ENV: json.dumps(reveal(self.storage_options))}
 
     @classmethod
-    def from_json(cls, text: str) -> TrainingJob:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, environ: Mapping[str, str] = os.environ) -> TrainingJob:
+        job = cls(**json.loads(text))
+        if STORAGE_OPTIONS_ENV in environ:
+            job.storage_options = json.loads(environ[STORAGE_OPTIONS_ENV])
+        return job
 
 
 def run_job(job: TrainingJob, on_event: Callable[[str, dict], None],
