@@ -79,19 +79,29 @@ def prefect_server(home: Path, services: bool = False) -> Iterator[tuple[str, in
     # The interpreter's own prefect: the venv's bin directory need not be on PATH.
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
                "--no-ui", *([] if services else ["--no-services"])]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "server.log", "ab")  # noqa: SIM115 - open for the server's whole life
+    server = None
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
+        # A fresh SQLite database with services starting beside its migrations sometimes ends the
+        # server at once with "database is locked": start it again, as an operator would.
+        for _attempt in range(3):
+            server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+            deadline = time.monotonic() + 180
+            while server.poll() is None and time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            if server.poll() is None:
                 break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Prefect server did not start") from None
-                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"the Prefect server did not start (log: {home / 'server.log'})")
         yield url, server.pid
     finally:
-        server.terminate()
-        server.wait()
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait()
+        log.close()

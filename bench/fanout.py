@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_corpus(base: Path, rows: int, chunks: int, directory: Path) -> tuple[Path, int]:
-    """``rows`` rows (unique ids) in up to 100 files whose row groups are one chunk each."""
+    """``rows`` rows in up to 100 files whose row groups are one chunk each. Ids and texts are unique
+    (a verse's first three words and the row number): identical texts are translated once per chunk,
+    so repeats would make a chunk's work depend on its size, and the comparison across chunk counts
+    would measure that instead of orchestration."""
     chunk_rows = max(1, rows // chunks)
     files = min(chunks, 100)
     directory.mkdir(parents=True, exist_ok=True)
@@ -46,8 +49,9 @@ def build_corpus(base: Path, rows: int, chunks: int, directory: Path) -> tuple[P
     for f in range(files):
         start = f * per_file
         take = [(start + i) % source.num_rows for i in range(per_file)]
+        verses = source.column("src").take(pa.array(take)).to_pylist()
         table = pa.table({"id": [f"{start + i}" for i in range(per_file)],
-                          "src": source.column("src").take(pa.array(take))})
+                          "src": [" ".join(v.split()[:3] + [str(start + i)]) for i, v in enumerate(verses)]})
         pq.write_table(table, directory / f"part-{f:05d}.parquet", row_group_size=chunk_rows)
     (directory / "_ready").write_text("")
     return directory, chunk_rows

@@ -335,9 +335,14 @@ def output_artifact_key(output: str, suffix: str) -> str:
     return artifact_key(f"translate-{hashlib.sha1(output.encode()).hexdigest()[:12]}", suffix)
 
 
+# At most one progress line and artifact update per this many seconds (and one for the last chunk):
+# a line per chunk would be 50,000 log records and artifact writes on the server for 100M rows.
+REPORT_SECONDS = 2.0
+
+
 class ChunkProgress:
-    """Counts finished chunks, logs a progress line, updates a progress artifact and, on a terminal,
-    a live bar (rows, rate, ETA)."""
+    """Counts finished chunks (each one, as it commits), logs a progress line and updates a progress
+    artifact every ``REPORT_SECONDS``, and on a terminal moves a live bar (rows, rate, ETA)."""
 
     def __init__(self, plan: JobPlan, pending: list[Chunk], output: str):
         self.logger = run_logger()
@@ -348,6 +353,7 @@ class ChunkProgress:
         self.workers: dict[str, dict] = {}
         self.memory: Counter[str] = Counter()  # translation memory hits/misses/written of this run
         self.started = time.perf_counter()
+        self.reported_at, self.unreported = float("-inf"), False
         self.artifact = create_progress_artifact(self.percent, key=output_artifact_key(output, "progress"),
                                                  description=f"chunks of {output} committed")
         # Each finished chunk is logged anyway: the bar adds nothing off a terminal.
@@ -355,6 +361,8 @@ class ChunkProgress:
         self.bar.update(self.done_rows)
 
     def close(self) -> None:
+        if self.unreported:  # the run ends (or fails) between two reports: say where it stands
+            self.report()
         self.bar.close()
 
     @property
@@ -384,7 +392,18 @@ class ChunkProgress:
         worker = self.workers.setdefault(str(record["worker_pid"]), {"chunks": 0, "model_loads": 0})
         worker["chunks"] += 1
         worker["model_loads"] = max(worker["model_loads"], record["model_loads"])
-        elapsed = time.perf_counter() - self.started
+        self.bar.update(self.done_rows, description=f"chunks {self.done_chunks}/{self.total_chunks}")
+        now = time.perf_counter()
+        if now - self.reported_at >= REPORT_SECONDS or self.done_chunks >= self.total_chunks:
+            self.report(now)
+        else:
+            self.unreported = True
+
+    def report(self, now: float | None = None) -> None:
+        """The progress line in the log and the progress artifact's value, as of now."""
+        now = now or time.perf_counter()
+        self.reported_at, self.unreported = now, False
+        elapsed = now - self.started
         rate = self.rows / elapsed if elapsed else 0.0
         eta = (self.total_rows - self.done_rows) / rate if rate else float("nan")
         looked_up = self.memory["hits"] + self.memory["misses"]
@@ -393,7 +412,6 @@ class ChunkProgress:
                          self.done_chunks, self.total_chunks, self.done_rows, self.total_rows, self.percent,
                          rate, eta, hit_rate)
         update_progress_artifact(self.artifact, self.percent)
-        self.bar.update(self.done_rows, description=f"chunks {self.done_chunks}/{self.total_chunks}")
 
     def summary(self) -> dict:
         """This run's share of the work and its wall-clock throughput."""
