@@ -22,6 +22,7 @@ from s2s_core.corpus import commit
 from s2s_core.corpus.columns import BINARY, kind, text_values
 from s2s_core.corpus.files import Chunk, read_chunk
 from s2s_core.corpus.memory import KEY, KEY_TYPE, TranslationMemory, is_remembered, text_key
+from s2s_core.corpus.parts import ADDED_TYPES, FLAGS_TYPE, NBEST_TYPE
 from s2s_core.corpus.plan import JobSpec
 
 
@@ -38,16 +39,15 @@ class TranslatedRow(Protocol):
     flags: Sequence[str]  # quality flags (``s2s_core.inference.flags``); empty for a clean row
 
 
-NBEST_TYPE = pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))
-FLAGS_TYPE = pa.list_(pa.string())
 
 
 def output_columns(out: Sequence[TranslatedRow]) -> dict[str, pa.Array]:
     """The columns a part adds to its rows: translation, score, status, segments, flags (and nbest)."""
-    columns = {"translation": pa.array([t.text for t in out], pa.string()),
-               "score": pa.array([t.score for t in out], pa.float64()),
-               "status": pa.array([t.status for t in out], pa.string()),
-               "segments": pa.array([t.segments for t in out], pa.int32()),
+    types = ADDED_TYPES
+    columns = {"translation": pa.array([t.text for t in out], types["translation"]),
+               "score": pa.array([t.score for t in out], types["score"]),
+               "status": pa.array([t.status for t in out], types["status"]),
+               "segments": pa.array([t.segments for t in out], types["segments"]),
                "flags": pa.array([list(t.flags) for t in out], FLAGS_TYPE)}
     if out and out[0].nbest is not None:
         columns["nbest"] = pa.array([[{"text": x, "score": s} for x, s in t.nbest] for t in out],

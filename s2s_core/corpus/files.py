@@ -37,8 +37,8 @@ from s2s_core.corpus.formats import (
     TEXT_FORMATS,
     Staged,
     format_of,
+    iter_text_batches,
     open_data,
-    stage,
     staged_source,
     unknown_format_hint,
 )
@@ -230,14 +230,14 @@ def fingerprint(input: Store, path: str, name: str, info: dict[str, Any], previo
     return f"{size}:sha256:{content_hash(input, path)}", hashed_at
 
 
-def _footer(fs: Any, path: str, where: str) -> pq.FileMetaData:
+def _footer(input: Store, path: str, staged: Staged | None) -> pq.FileMetaData:
     try:
-        with fs.open(path, "rb") as f:
+        with open_data(input, path, staged) as f:
             return pq.ParquetFile(f).metadata
     except (pa.ArrowInvalid, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        raise InputDataError(f"{where} is not a readable Parquet file: {err}") from err
+        raise InputDataError(f"{input.describe(path)} is not a readable Parquet file: {err}") from err
 
 
 def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schemas: Sequence[pa.Schema] = (),
@@ -270,11 +270,8 @@ def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schemas: S
             schema = previous_schemas[known.get("schema", 0)]
         elif staged is not None and staging is None:
             schema, row_groups = _peek_schema(input, path, staged), ()
-        else:
-            if staged is not None:
-                stage(input, path, staged)
-            fs, data_path = open_data(input, path, staged)
-            meta = _footer(fs, data_path, input.describe(path))
+        else:  # a CSV/TSV/JSON Lines file is staged here, by the first read of its Parquet copy
+            meta = _footer(input, path, staged)
             schema = meta.schema.to_arrow_schema().remove_metadata()
             row_groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         files.append(InputFile(path, name, fp, row_groups, int(info["size"]), info.get("mtime"), hashed_at,
@@ -284,8 +281,6 @@ def open_corpus(input: Store, previous: Iterable[dict] = (), previous_schemas: S
 
 def _peek_schema(input: Store, path: str, staged: Staged) -> pa.Schema:
     """The columns of a CSV/TSV/JSON Lines file from its first block (nothing staged)."""
-    from s2s_core.corpus.formats import iter_text_batches
-
     batches = iter_text_batches(input.fs, path, staged.format, staged.compression, staged.encoding,
                                 input.describe(path))
     try:
@@ -314,7 +309,7 @@ def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
     for file in corpus.files:
         if not file.schema.names and file.format == "jsonl" and not file.rows:
             continue  # an empty JSON Lines file has no columns to check (and no rows to translate)
-        where = f"input file {_where(corpus, file)}"
+        where = f"input file {file.name}"
         names = file.schema.names
         for role, column in (("text", text_column), ("id", id_column)):
             if column is not None and column not in names:
@@ -346,10 +341,6 @@ def check_columns(corpus: Corpus, text_column: str, id_column: str | None,
         if clashes:
             raise InputDataError(f"{where} already has column(s) {clashes}, which the output adds; "
                                  "rename them first")
-
-
-def _where(corpus: Corpus, file: InputFile) -> str:
-    return file.name if file.name != file.path else file.path
 
 
 def _kind_name(kind: str) -> str:
@@ -401,8 +392,7 @@ def cut_chunks(corpus: Corpus, chunk_rows: int) -> list[Chunk]:
 def iter_chunk_batches(input: Store, chunk: Chunk, columns: Sequence[str] | None = None,
                        batch_rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Record batches holding exactly the chunk's rows, reading only the row groups it covers."""
-    fs, path = open_data(input, chunk.path, chunk.staged)
-    with fs.open(path, "rb") as f:
+    with open_data(input, chunk.path, chunk.staged) as f:
         parquet = pq.ParquetFile(f)
         meta = parquet.metadata
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -441,8 +431,7 @@ def iter_column(input: Store, files: Iterable[InputFile], column: str, batch_row
                 ) -> Iterator[pa.Array]:
     """One column of ``files`` in their order, a batch at a time (bounded memory)."""
     for file in files:
-        fs, path = open_data(input, file.path, file.staged)
-        with fs.open(path, "rb") as f:
+        with open_data(input, file.path, file.staged) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[column],
                                                          use_threads=False):
                 yield batch.column(0)

@@ -35,7 +35,6 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from s2s_core.corpus.columns import BINARY, STRING, kind
 from s2s_core.errors import InputDataError
 from s2s_core.storage import Store
 
@@ -250,18 +249,21 @@ def _write_row_groups(batches: Iterator[pa.RecordBatch], out: IO[bytes], where: 
             writer.close()
 
 
-def open_data(input: Store, path: str, staged: Staged | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and path of a corpus file's Parquet data: the file itself, or its staged copy
-    (staged now if it is missing, e.g. deleted after the last run)."""
+@contextmanager
+def open_data(input: Store, path: str, staged: Staged | None) -> Iterator[IO[bytes]]:
+    """A corpus file's Parquet data, open for reading: the file itself, or its staged copy (staged
+    now if it is missing, e.g. deleted after the last verified run). No existence check before the
+    open: a chunk read costs no extra request on an object store."""
     if staged is None:
-        return input.fs, path
+        with input.fs.open(path, "rb") as f:
+            yield f
+        return
     fs, data_path = fsspec.core.url_to_fs(staged.data, **input.storage_options)
-    if not fs.exists(data_path):
+    try:
+        f = fs.open(data_path, "rb")
+    except FileNotFoundError:
         fs.invalidate_cache(posixpath.dirname(data_path))
         stage(input, path, staged)
-    return fs, data_path
-
-
-def is_textual(type_: pa.DataType) -> bool:
-    """Whether a column type holds text: any string encoding, or bytes (with a text encoding)."""
-    return kind(type_) in (STRING, BINARY)
+        f = fs.open(data_path, "rb")
+    with f:
+        yield f

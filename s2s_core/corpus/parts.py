@@ -27,9 +27,11 @@ from s2s_core.errors import InputDataError
 PART_FORMATS = ("parquet", "csv", "tsv", "jsonl")
 SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl"}
 NBEST_TYPE = pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))
-# The types of the columns a translation adds, restored when a text part is read back.
+FLAGS_TYPE = pa.list_(pa.string())
+# The types of the columns a translation adds (``chunk.output_columns``), restored when a text part is
+# read back.
 ADDED_TYPES = {"translation": pa.string(), "score": pa.float64(), "status": pa.string(),
-               "segments": pa.int32(), "flags": pa.list_(pa.string()), "nbest": NBEST_TYPE}
+               "segments": pa.int32(), "flags": FLAGS_TYPE, "nbest": NBEST_TYPE}
 _NESTED = (pa.types.is_list, pa.types.is_large_list, pa.types.is_struct, pa.types.is_map,
            pa.types.is_fixed_size_list)
 
