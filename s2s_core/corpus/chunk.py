@@ -43,11 +43,10 @@ class TranslatedRow(Protocol):
 
 def output_columns(out: Sequence[TranslatedRow]) -> dict[str, pa.Array]:
     """The columns a part adds to its rows: translation, score, status, segments, flags (and nbest)."""
-    types = ADDED_TYPES
-    columns = {"translation": pa.array([t.text for t in out], types["translation"]),
-               "score": pa.array([t.score for t in out], types["score"]),
-               "status": pa.array([t.status for t in out], types["status"]),
-               "segments": pa.array([t.segments for t in out], types["segments"]),
+    columns = {"translation": pa.array([t.text for t in out], ADDED_TYPES["translation"]),
+               "score": pa.array([t.score for t in out], ADDED_TYPES["score"]),
+               "status": pa.array([t.status for t in out], ADDED_TYPES["status"]),
+               "segments": pa.array([t.segments for t in out], ADDED_TYPES["segments"]),
                "flags": pa.array([list(t.flags) for t in out], FLAGS_TYPE)}
     if out and out[0].nbest is not None:
         columns["nbest"] = pa.array([[{"text": x, "score": s} for x, s in t.nbest] for t in out],

@@ -204,8 +204,8 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numer
               "decode": decode_settings(decode), "numerics": asdict(numerics),
               "source_language": source_language,
               "precision": numerics.precision}  # for readers: the numerics pin it (not in the fingerprint)
-    if spec.read_settings():
-        record["input_reading"] = spec.read_settings()
+    if reading := spec.read_settings():
+        record["input_reading"] = reading
     if spec.output_format != "parquet":
         record["output_format"] = spec.output_format
     record["fingerprint"] = _fingerprint(record)
