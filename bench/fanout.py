@@ -2,11 +2,12 @@
 cut into 10, 1,000 and 10,000 chunks, on the thread pool and on a Dask ``LocalCluster``, against a
 real ``prefect server`` (SQLite, with its services, as an operator runs it).
 
-Per run: wall time of ``s2s translate`` (the command, in a fresh process), the time inside chunks
-(the markers' ``seconds.total``), what is left per chunk (orchestration: task runs, their states and
-events, submission; plus planning and verification, which do not grow with the chunk count), Prefect
-task runs created, peak RSS of the command's process, the server's CPU seconds and its database
-growth. The tiny model keeps the model's share small, so orchestration shows.
+Per run: wall time of ``s2s translate`` (the command, in a fresh process) split into its phases (the
+fixed start and end, the chunk loop, verification), and within the chunk loop the chunks' own work
+(the markers' ``seconds.total``), their commits, and what is left: orchestration (task runs, their
+states and events, submission, the progress feed); Prefect task runs created, peak RSS of the
+command's process, the server's CPU seconds and its database growth. The tiny model keeps the
+model's share small, so orchestration shows.
 
     python bench/fanout.py --model <tiny package> --rows 200000 --chunks 10 1000 10000 \\
         --runners threads dask --out bench/results/fanout-cpu.json
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -58,21 +60,44 @@ def build_corpus(base: Path, rows: int, chunks: int, directory: Path) -> tuple[P
 
 
 def child(spec: dict) -> dict:
-    """One ``s2s translate`` in this fresh process; its figures from the manifest and chunk index."""
+    """One ``s2s translate`` in this fresh process; its figures from its summary, the manifest and the
+    chunk index.
+
+    Phases: ``chunks_phase`` is the flow's chunk loop (this run's ``wall_seconds``: from the plan to
+    the last chunk's commit), ``verify`` the verification, and ``fixed`` the rest (imports, the
+    temporary server, planning, exit). Inside the chunk loop, per chunk: its own work (read →
+    translate → write its part), its commit (the marker's exclusive create with its fsyncs), and what
+    is left, which is orchestration: task runs and their states and events, the feed, progress.
+    """
     from flows.cli import main
 
+    printed = io.StringIO()
     started = time.perf_counter()
-    code = main(spec["argv"])
+    with contextlib.redirect_stdout(printed):
+        code = main(spec["argv"])
     wall = time.perf_counter() - started
+    summary = json.loads(printed.getvalue()[printed.getvalue().index("{"):])
+    run = summary["this_run"]
     output = Path(spec["output"])
     manifest = json.loads((output / "manifest.json").read_text())
     index = pq.read_table(output / "_chunks.parquet", columns=["seconds"]).column(0).to_pylist()
-    inside = sum(s["total"] for s in index)
     chunks = manifest["chunks"]["count"]
     slots = spec["slots"]
-    outside = wall - inside / slots
+    inside = sum(s["total"] for s in index) / slots
+    commits = run["commit_seconds"] / slots
+    loop = run["wall_seconds"]
+    orchestration = loop - inside - commits
+    outside = wall - inside
     return {"exit_code": code, "chunks": chunks, "rows": manifest["rows_out"],
-            "wall_seconds": round(wall, 2), "inside_chunks_seconds": round(inside, 2),
+            "wall_seconds": round(wall, 2),
+            "phases_seconds": {"fixed": round(wall - loop - summary["verify_seconds"], 2),
+                               "chunks_phase": round(loop, 2), "verify": summary["verify_seconds"]},
+            "inside_chunks_seconds": round(inside, 2), "commit_seconds": round(commits, 2),
+            "orchestration_seconds": round(orchestration, 2),
+            "orchestration_share": round(orchestration / wall, 4),
+            "orchestration_ms_per_chunk": round(1000 * orchestration / chunks, 3),
+            "commit_ms_per_chunk": round(1000 * commits / chunks, 3),
+            "verify_ms_per_chunk": round(1000 * summary["verify_seconds"] / chunks, 3),
             "outside_chunks_seconds": round(outside, 2), "outside_share": round(outside / wall, 4),
             "outside_ms_per_chunk": round(1000 * outside / chunks, 2), "peak_rss_mb": peak_rss_mb()}
 

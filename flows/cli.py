@@ -278,7 +278,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
     from flows.translate import run_translation
 
     result = run_translation(config)
-    keys = ("rows_in", "rows_out", "statuses", "failed_rows", "this_run", "manifest")
+    keys = ("rows_in", "rows_out", "statuses", "failed_rows", "this_run", "verify_seconds", "manifest")
     _print_json({k: result.get(k) for k in keys})
     return EXIT_FAILED_ROWS if result.get("statuses", {}).get("failed") else EXIT_OK
 

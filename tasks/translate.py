@@ -298,20 +298,23 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
     """Verify every row is in the output exactly once, write ``manifest.json``, then remove the stale
     chunks (of files removed or rewritten since the last run) that it no longer lists."""
     spec = job_spec(config)
+    started = time.perf_counter()
     manifest = verify_output(spec, plan, this_run)
+    verify_seconds = time.perf_counter() - started
     stale = remove_stale(spec, plan, manifest)
     staged = remove_staging(spec)  # copies of CSV/TSV/JSON Lines inputs: not needed once verified
     # The input-file table is for the next run, not for a summary (thousands of files).
     summary = {**{k: v for k, v in manifest.items() if k not in ("inputs", "schemas")},
-               "manifest": spec.output.url_of(MANIFEST), "stale_removed": stale}
+               "manifest": spec.output.url_of(MANIFEST), "stale_removed": stale,
+               "verify_seconds": round(verify_seconds, 3)}
     logger = run_logger()
     if stale.get("markers") or stale.get("parts") or stale.get("skipped"):
         logger.info("stale chunks removed: %s", stale)
     if staged:
         logger.info("removed the Parquet copies of %d CSV/TSV/JSON Lines input file(s) staged for this "
                     "run", staged)
-    logger.info("verified %d rows in = %d rows out (%s); manifest at %s", manifest["rows_in"],
-                manifest["rows_out"], _statuses(manifest["statuses"]), summary["manifest"])
+    logger.info("verified %d rows in = %d rows out (%s) in %.1f s; manifest at %s", manifest["rows_in"],
+                manifest["rows_out"], _statuses(manifest["statuses"]), verify_seconds, summary["manifest"])
     if manifest["failed_rows"]:
         logger.warning("%d rows failed to translate (out of memory even alone); the same command with "
                        "--retry-failed translates exactly those rows again", manifest["failed_rows"])
@@ -350,6 +353,7 @@ class ChunkProgress:
         self.skipped = self.total_chunks - len(pending)
         self.done_chunks, self.done_rows = self.skipped, self.total_rows - sum(c.rows for c in pending)
         self.translated = self.rows = self.model_seconds = self.retried_rows = self.retried_chunks = 0
+        self.commit_seconds = 0.0  # the chunks' commit markers (exclusive creates, fsynced)
         self.workers: dict[str, dict] = {}
         self.memory: Counter[str] = Counter()  # translation memory hits/misses/written of this run
         self.started = time.perf_counter()
@@ -387,6 +391,7 @@ class ChunkProgress:
             self.translated += 1
             self.rows += record["rows_in"]
             self.model_seconds += record["seconds"]["translate"]
+            self.commit_seconds += record.get("commit_seconds", 0.0)
         if not record["skipped"]:
             self.memory.update(record.get("retried", record).get("memory") or {})
         worker = self.workers.setdefault(str(record["worker_pid"]), {"chunks": 0, "model_loads": 0})
@@ -420,7 +425,8 @@ class ChunkProgress:
                 "chunks_retried": self.retried_chunks, "rows_retried": self.retried_rows,
                 "rows_translated": self.rows, "wall_seconds": round(wall, 3),
                 "rows_per_second": round(self.rows / wall, 2) if wall else 0.0,
-                "model_seconds": round(self.model_seconds, 3), "workers": self.workers,
+                "model_seconds": round(self.model_seconds, 3),
+                "commit_seconds": round(self.commit_seconds, 3), "workers": self.workers,
                 **({"memory": dict(self.memory)} if self.memory else {})}
 
 

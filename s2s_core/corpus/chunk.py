@@ -66,7 +66,8 @@ Translate = Callable[[list[str | None]], Sequence[TranslatedRow]]
 def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
                     load_translate: Callable[[], Translate], retry_failed: bool = False,
                     memory: TranslationMemory | None = None) -> dict:
-    """Translate, write and commit one chunk; returns its marker record (``skipped`` if committed).
+    """Translate, write and commit one chunk; returns its marker record (``skipped`` if committed;
+    ``commit_seconds``: how long the commit took).
 
     ``load_translate`` is called only when the chunk still needs translating, so a re-run does not
     load a model just to skip committed chunks; its time is recorded apart as ``load``. With
@@ -109,7 +110,8 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
     if done.memory is not None:
         record["memory"] = done.memory
     committed = commit.commit(spec.output, chunk.id, record)
-    return {**record, "skipped": not committed}
+    # The commit's own time is not in the marker (written by it): the caller's progress counts it.
+    return {**record, "skipped": not committed, "commit_seconds": round(time.perf_counter() - finished, 4)}
 
 
 def chunk_texts(spec: JobSpec, chunk: Chunk, column: pa.ChunkedArray | pa.Array,

@@ -32,6 +32,7 @@ from itertools import groupby
 from typing import TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from s2s_core.corpus import commit
@@ -110,8 +111,14 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
     """
     workers = workers or read_workers(spec.input, spec.output)
     _check_committed(spec, plan, workers)
-    totals, index = _inspect_chunks(spec.output, plan, workers, spec.output_format)
-    ids = _check_ids(spec, plan, max_ids_in_memory, workers) if spec.id_column else {"column": None}
+    inspection = _Inspection(spec, plan, workers)
+    try:
+        ids = (_check_ids(spec, plan, inspection.stream, max_ids_in_memory, workers) if spec.id_column
+               else {"column": None})
+    except VerificationError:
+        inspection.finish()  # damaged chunks (no ids: misaligned) are what to report, and redo
+        raise
+    totals, index = inspection.finish()
     rows = plan.corpus.rows
     if totals.rows_out != rows:  # implied by the per-chunk checks; kept explicit
         raise VerificationError(f"{rows} rows in, {totals.rows_out} rows out")
@@ -309,58 +316,85 @@ def _is_foreign(output: Store, chunk_id: str, fingerprint: str) -> bool:
         return True
 
 
-def _inspect_chunks(output: Store, plan: JobPlan, workers: int, fmt: str) -> tuple[_Totals, bytes]:
-    """Each chunk's marker and part, concurrently; the totals and the chunk index (Parquet bytes)."""
-    totals, damage, problems = _Totals(), {}, []
-    buffer = io.BytesIO()
-    with pq.ParquetWriter(buffer, INDEX_SCHEMA) as writer:
-        window: list[dict] = []
-        for chunk, (row, counters, damaged, problem) in zip(plan.chunks, ordered_map(
-                lambda c: _inspect(output, c, plan.fingerprint, fmt), plan.chunks, workers), strict=True):
-            if damaged:
-                damage[chunk.id] = damaged
-            elif problem:
-                problems.append(problem)
-            else:
-                totals.add(row, counters)
-                window.append(row)
-            if len(window) >= 1024:  # index rows are flushed in batches: memory stays flat
+class _Inspection:
+    """One pass over the planned chunks in plan order, a window at a time on a thread pool: each
+    chunk's marker and part, its status and id columns fetched in one read, give the chunk's index
+    row and counters, and its ids go on to the id check (``stream``), so a part is read once.
+
+    Damaged chunks (no ids) and other problems are collected; ``finish`` runs the pass to its end
+    if the id check stopped early, then raises for them or returns the totals and the chunk index.
+    """
+
+    def __init__(self, spec: JobSpec, plan: JobPlan, workers: int):
+        self.totals, self.damage, self.problems = _Totals(), {}, []
+        self._buffer = io.BytesIO()
+        self._output = spec.output
+        columns = ["status", *([spec.id_column] if spec.id_column else [])]
+        inspected = ordered_map(lambda c: _inspect(spec.output, c, plan.fingerprint, spec.output_format,
+                                                   columns), plan.chunks, workers)
+        self.stream: Iterator[pa.Array] = self._run(zip(plan.chunks, inspected, strict=True))
+
+    def _run(self, inspected: Iterator[tuple[Chunk, tuple]]) -> Iterator[pa.Array]:
+        with pq.ParquetWriter(self._buffer, INDEX_SCHEMA) as writer:
+            window: list[dict] = []
+            for chunk, (row, counters, damaged, problem, ids) in inspected:
+                if damaged:
+                    self.damage[chunk.id] = damaged
+                elif problem:
+                    self.problems.append(problem)
+                else:
+                    self.totals.add(row, counters)
+                    window.append(row)
+                    if ids is not None:
+                        yield ids
+                if len(window) >= 1024:  # index rows are flushed in batches: memory stays flat
+                    writer.write_table(pa.Table.from_pylist(window, INDEX_SCHEMA))
+                    window.clear()
+            if window:
                 writer.write_table(pa.Table.from_pylist(window, INDEX_SCHEMA))
-                window.clear()
-        if window:
-            writer.write_table(pa.Table.from_pylist(window, INDEX_SCHEMA))
-    if problems:
-        raise VerificationError(f"{len(problems)} problem(s) in {output.url}: " + "; ".join(problems[:5]))
-    if damage:
-        for chunk_id in damage:
-            commit.withdraw(output, chunk_id)
-        raise DamagedChunksError(damage)
-    return totals, buffer.getvalue()
+
+    def finish(self) -> tuple[_Totals, bytes]:
+        """The totals and the chunk index (Parquet bytes); raises for damaged chunks (after
+        withdrawing their markers) and for other problems."""
+        for _ in self.stream:  # what the id check left unread (it stopped early, or there is no id)
+            pass
+        if self.problems:
+            raise VerificationError(f"{len(self.problems)} problem(s) in {self._output.url}: "
+                                    + "; ".join(self.problems[:5]))
+        if self.damage:
+            for chunk_id in self.damage:
+                commit.withdraw(self._output, chunk_id)
+            raise DamagedChunksError(self.damage)
+        return self.totals, self._buffer.getvalue()
 
 
-def _inspect(output: Store, chunk: Chunk, fingerprint: str, fmt: str
-             ) -> tuple[dict, dict, str | None, str | None]:
-    """One chunk's index row and marker counters (``COUNTERS``), or why its part is damaged, or
-    another problem (a foreign marker)."""
+def _inspect(output: Store, chunk: Chunk, fingerprint: str, fmt: str, columns: list[str]
+             ) -> tuple[dict, dict, str | None, str | None, pa.Array | None]:
+    """One chunk's index row, marker counters (``COUNTERS``) and ids (None without an id column), or
+    why its part is damaged, or another problem (a foreign marker)."""
     try:
         marker = json.loads(output.read_bytes(commit.marker_name(chunk.id)))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}, {}, "its marker is unreadable", None
+        return {}, {}, "its marker is unreadable", None, None
     if marker.get("plan") != fingerprint:
-        return {}, {}, None, f"chunk {chunk.id} was committed under another plan"
+        return {}, {}, None, f"chunk {chunk.id} was committed under another plan", None
     try:
-        rows_out, statuses = commit.part_statuses(output, chunk.id, fmt)
+        table = commit.read_part(output, chunk.id, fmt, columns, size=marker.get("part_bytes"))
     except FileNotFoundError:
-        return {}, {}, "its part is missing", None
+        return {}, {}, "its part is missing", None, None
     except (pa.ArrowInvalid, InputDataError) as err:  # InputDataError: a torn CSV/TSV/JSON Lines part
-        return {}, {}, f"its part is unreadable ({err})", None
+        return {}, {}, f"its part is unreadable ({err})", None, None
     except OSError as err:
         if not _is_corrupt(err):
             raise  # a transient read error is not damage: the caller's retries handle it
-        return {}, {}, f"its part is unreadable ({err})", None
+        return {}, {}, f"its part is unreadable ({err})", None, None
+    rows_out = table.num_rows
     if not rows_out == marker.get("rows_out") == chunk.rows:
         return ({}, {}, f"{chunk.rows} rows in, part holds {rows_out}, marker says {marker.get('rows_out')}",
-                None)
+                None, None)
+    # Statuses are counted from the part itself: it is authoritative, not its marker.
+    counts = pc.value_counts(table.column("status")).to_pylist()
+    statuses = {str(c["values"]): int(c["counts"]) for c in counts}
     row = {"chunk": chunk.id, "part": marker["part"], "file": chunk.file_index, "start": chunk.start,
            "stop": chunk.stop, "rows_in": chunk.rows, "rows_out": rows_out,
            "statuses": sorted(statuses.items()), "source_tokens": marker["source_tokens"],
@@ -369,7 +403,8 @@ def _inspect(output: Store, chunk: Chunk, fingerprint: str, fmt: str
            "host": marker.get("host"), "pid": marker.get("pid")}
     counters = {name: {k: v for k, v in marker[name].items() if isinstance(v, int)}
                 for name in COUNTERS if isinstance(marker.get(name), dict)}
-    return row, counters, None, None
+    ids = table.column(columns[1]).combine_chunks() if len(columns) > 1 else None
+    return row, counters, None, None, ids
 
 
 def _is_corrupt(err: OSError) -> bool:
@@ -377,11 +412,13 @@ def _is_corrupt(err: OSError) -> bool:
     return any(s in str(err) for s in ("deserialize", "Parquet", "parquet", "page header"))
 
 
-def _check_ids(spec: JobSpec, plan: JobPlan, max_ids_in_memory: int, workers: int) -> dict:
+def _check_ids(spec: JobSpec, plan: JobPlan, first_pass: Iterator[pa.Array], max_ids_in_memory: int,
+               workers: int) -> dict:
     """The ids of new chunks equal their input ids in order, and all output ids are unique.
 
-    One read of the parts' ids serves both checks: the uniqueness check's first pass over them also
-    compares the new files' chunks with their input ids, read in one sequential pass per file.
+    One read of the parts' ids serves both checks: the uniqueness check's first pass over them
+    (``first_pass``: the inspection's) also compares the new files' chunks with their input ids, read
+    in one sequential pass per file; only a corpus with more ids than fit in memory is read again.
     Chunks reused from the last verified run were aligned with the same input content then (their
     ids hash the file's fingerprint): their input is not read again.
     """
@@ -391,9 +428,10 @@ def _check_ids(spec: JobSpec, plan: JobPlan, max_ids_in_memory: int, workers: in
     def output_ids() -> Iterator[pa.Array]:
         nonlocal passes
         passes += 1
-        ids = ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column, spec.output_format),
-                          plan.chunks, workers)
-        return _aligned_with_input(spec, plan, ids) if passes == 1 else ids
+        if passes == 1:
+            return _aligned_with_input(spec, plan, first_pass)
+        return ordered_map(lambda c: commit.read_part_column(spec.output, c.id, column, spec.output_format),
+                           plan.chunks, workers)
 
     try:
         summary = check_ids(output_ids, plan.corpus.rows, f"output {spec.output.url}", max_ids_in_memory)
