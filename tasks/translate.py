@@ -41,14 +41,14 @@ from s2s_core.corpus.plan import (
 )
 from s2s_core.corpus.verify import MANIFEST, remove_staging, remove_stale, verify_output
 from s2s_core.device import resolve_device
-from s2s_core.inference.flags import DEFAULT_THRESHOLDS
+from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FLAGS
 from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
 from s2s_core.inference.precision import autocast_dtype, quantization
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
-from tasks.chunk_feed import publish
+from tasks.chunk_feed import FeedWriter
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
 from tasks.progress import ProgressBar
@@ -134,6 +134,7 @@ def memory_keys(config: TranslateConfig, pinned_numerics: dict) -> dict:
             "numerics": pinned_numerics, "decode": decode_settings(config.decode),
             "source_language": config.source_language, "columns": list(OUTPUT_COLUMNS),
             "flag_thresholds": asdict(DEFAULT_THRESHOLDS),  # what the translator flags rows with
+            "flags": list(FLAGS),  # a new flag starts a new namespace: old entries lack it
             "code": {"s2s": ".".join(__version__.split(".")[:2]),
                      "sentencepiece": _version("sentencepiece"), "sentencex": _version("sentencex"),
                      **quantizer}}
@@ -277,17 +278,18 @@ def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: s
 
         memory = translation_memory(config, pinned_numerics) if config.use_memory else None
         spec = job_spec(config)
-        for chunk in chunks:
-            try:
-                record = translate_chunk(spec, plan_fingerprint, chunk, load_translate,
-                                         retry_failed=config.retry_failed, memory=memory)
-            except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
-                run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
-                publish(feed, {"chunk": chunk.id, "error": f"{type(err).__name__}: {err}"})
-                failed.append(err)
-                continue
-            loads = _LOADS[_translator_key(config, device)]
-            publish(feed, {**record, "worker_pid": os.getpid(), "model_loads": loads})
+        with FeedWriter(feed) as progress:
+            for chunk in chunks:
+                try:
+                    record = translate_chunk(spec, plan_fingerprint, chunk, load_translate,
+                                             retry_failed=config.retry_failed, memory=memory)
+                except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
+                    run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
+                    progress.put({"chunk": chunk.id, "error": f"{type(err).__name__}: {err}"})
+                    failed.append(err)
+                    continue
+                loads = _LOADS[_translator_key(config, device)]
+                progress.put({**record, "worker_pid": os.getpid(), "model_loads": loads})
     if failed:
         raise failed[0]
     return {"chunks": len(chunks)}

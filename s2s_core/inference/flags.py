@@ -12,6 +12,9 @@ two texts. Pure Python, no torch: the coverage comes in as a list of floats.
   steps, is below ``min_coverage`` (possible omission). Words without a letter or digit are skipped.
 - ``copy``: the output is (nearly) the source: character-trigram similarity of the case-folded,
   whitespace-collapsed texts ≥ ``copy_similarity`` (sources of at least ``copy_min_chars`` characters).
+- ``placeholder``: the row's protected spans (printf and brace formats, tags, entities, URLs, paths,
+  options, line breaks: ``s2s_core.text.spans``) differ between source and translation as multisets:
+  one dropped, duplicated, altered or invented. Checked on the whole row, after its pieces are joined.
 
 The ratio, repetition and copy defaults were checked against the human references of the bible-es-en
 dev set (``bench/flags.py --calibrate``; bench/RESULTS.md, "Quality flags"): they flag at most 0.5 % of
@@ -25,8 +28,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from s2s_core.text.spans import spans_match
+
 LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY = "length_ratio", "repetition", "low_attention", "copy"
-FLAGS = (LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY)  # canonical order of a row's flags
+PLACEHOLDER = "placeholder"
+FLAGS = (LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY, PLACEHOLDER)  # canonical order of a row's flags
 WORD_START = "▁"  # SentencePiece's word-boundary mark
 
 
@@ -129,6 +135,13 @@ def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool
     if is_copy(src_text, out_text, th):
         fired.add(COPY)
     return tuple(f for f in FLAGS if f in fired)
+
+
+def with_placeholder_check(flags: Sequence[str], src_text: str, out_text: str) -> tuple[str, ...]:
+    """A row's flags plus ``placeholder`` where its translation's spans are not the source's."""
+    if spans_match(src_text, out_text):
+        return tuple(flags)
+    return union([flags, (PLACEHOLDER,)])
 
 
 def union(flag_sets: Iterable[Sequence[str]]) -> tuple[str, ...]:

@@ -11,12 +11,18 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from s2s_core.device import autocast
-from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FlagThresholds, piece_flags, union
+from s2s_core.inference.flags import (
+    DEFAULT_THRESHOLDS,
+    FlagThresholds,
+    piece_flags,
+    union,
+    with_placeholder_check,
+)
 from s2s_core.inference.precision import DEFAULT_PRECISION, autocast_dtype, prepare_model
 from s2s_core.inference.segment import DEFAULT_LANGUAGE, Segmented, SentenceSplitter, split_lines
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
@@ -128,9 +134,12 @@ class Translator:
         rows, ids = self.segment(texts)
         pieces = self._translate_ids(ids, config)
         out, position = [], 0
-        for row in rows:
-            out.append(merge(row, pieces[position:position + len(row.spans)], config))
+        for text, row in zip(texts, rows, strict=True):
+            result = merge(row, pieces[position:position + len(row.spans)], config)
             position += len(row.spans)
+            if result.status in ("ok", "truncated"):  # an empty or failed row has no text to check
+                result = replace(result, flags=with_placeholder_check(result.flags, text or "", result.text))
+            out.append(result)
         return out
 
     def _translate_ids(self, ids: list[list[int]], config: DecodeConfig) -> list[Translation]:

@@ -81,7 +81,7 @@ def test_flags_come_in_canonical_order_and_union_keeps_it():
     assert qf.union([("copy",), (), ("length_ratio", "copy"), ("repetition",)]) == \
         ("length_ratio", "repetition", "copy")
     assert qf.flag_counts([("copy",), (), ("copy", "repetition")]) == \
-        {"length_ratio": 0, "repetition": 1, "low_attention": 0, "copy": 2, "any": 2}
+        {"length_ratio": 0, "repetition": 1, "low_attention": 0, "copy": 2, "placeholder": 0, "any": 2}
 
 
 class FlagOnLetter(Translator):
@@ -114,6 +114,20 @@ def test_empty_and_failed_rows_have_no_flags(reverse_task):
     (failed,) = Failing(reverse_task.model, reverse_task.tokenizers,
                         thresholds=FlagThresholds(min_coverage=100.0)).translate(["a b c"])
     assert failed.status == "failed" and failed.flags == ()
+
+
+def test_the_placeholder_check_compares_a_rows_spans_as_a_multiset():
+    assert qf.with_placeholder_check((), "Copy %s to <b>%s</b>", "<b>%s</b>: copia %s") == ()
+    assert qf.with_placeholder_check(("copy",), "Copy %s", "Copia") == ("copy", "placeholder")
+    assert qf.with_placeholder_check((), "Plain", "Llano {0}") == ("placeholder",)  # invented
+    assert qf.with_placeholder_check((), "%d files", "%s archivos") == ("placeholder",)  # altered
+
+
+def test_a_row_whose_translation_lost_a_placeholder_is_flagged(reverse_task):
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    lost, plain, empty = translator.translate(["a b %s c", "a b c", ""])
+    assert "%s" not in lost.text and "placeholder" in lost.flags  # the toy vocabulary has no '%'
+    assert "placeholder" not in plain.flags and empty.flags == ()
 
 
 @pytest.mark.parametrize("beam", [1, 3])
