@@ -22,6 +22,7 @@ from s2s_core.inference.package import WEIGHTS, load_package, read_package_confi
 from s2s_core.inference.textfile import translate_stream
 from s2s_core.storage import Store
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
+from s2s_core.text.spans import placeholder_agreement
 from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import EvaluateSection
@@ -74,6 +75,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
             "source": url, "rows": len(out), "scores": scores, "decode": asdict(settings.decode),
             "precision": settings.precision,
             "statuses": dict(counts), "flags": flag_quality([t.flags for t in out], hyps, refs, FLAGS),
+            "placeholders": placeholder_agreement(sources, hyps),
             "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in
                          list(zip(sources, refs, hyps, strict=True))[: settings.examples]],
         }

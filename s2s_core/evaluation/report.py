@@ -206,6 +206,16 @@ def _score_table(scores: Mapping[str, Mapping]) -> list[str]:
     return lines
 
 
+def _placeholder_line(agreement: Mapping[str, Any]) -> str:
+    """The placeholder exact-match rate: rows whose translation kept exactly their source's spans."""
+    if not agreement.get("rows_with_spans"):
+        invented = agreement.get("invented", 0)
+        return f"Placeholders: no source row holds one; {invented} translation(s) invent one"
+    return (f"Placeholder exact match: {100 * agreement['rate']:.1f}% ({agreement['exact']} of "
+            f"{agreement['rows_with_spans']} rows with placeholders or markup); "
+            f"{agreement.get('invented', 0)} other row(s) got one invented")
+
+
 def _flag_table(flags: Mapping[str, Mapping]) -> list[str]:
     """Markdown table: quality flag | rows | mean sentence chrF of those rows | of the other rows."""
     lines = ["| quality flag | rows | sentence chrF, flagged | sentence chrF, others |",
@@ -248,6 +258,7 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
                  "precision": "bf16",                            # optional: fp32, bf16 or int8
                  "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
                  "flags": <flag_quality output>,                 # optional, per test set
+                 "placeholders": <spans.placeholder_agreement output>,  # optional, per test set
                  "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
          "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
          "figures": {"Training curve": "training_curve.png"}     # or a list of paths
@@ -270,6 +281,8 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
             lines += [f"Statuses: {_fmt_mapping(test_set['statuses'])}", ""]
         if test_set.get("scores"):
             lines += [*_score_table(test_set["scores"]), ""]
+        if test_set.get("placeholders"):
+            lines += [_placeholder_line(test_set["placeholders"]), ""]
         if test_set.get("flags"):
             lines += [*_flag_table(test_set["flags"]), ""]
         examples = test_set.get("examples") or []

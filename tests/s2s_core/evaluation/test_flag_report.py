@@ -29,3 +29,11 @@ def test_the_markdown_report_shows_the_flag_table():
     text = render_markdown({"test_sets": {"test": {"rows": 10, "flags": flags}}})
     assert "| repetition | 3 | 12.50 | 40.00 |" in text
     assert "| copy | 0 | – | 38.00 |" in text
+
+
+def test_the_markdown_report_gives_the_placeholder_exact_match_rate():
+    agreement = {"rows_with_spans": 200, "exact": 199, "rate": 0.995, "invented": 2}
+    text = render_markdown({"test_sets": {"test": {"rows": 900, "placeholders": agreement}}})
+    assert "Placeholder exact match: 99.5% (199 of 200 rows with placeholders or markup); 2 other" in text
+    none = {"rows_with_spans": 0, "exact": 0, "rate": None, "invented": 0}
+    assert "no source row holds one" in render_markdown({"test_sets": {"t": {"placeholders": none}}})
