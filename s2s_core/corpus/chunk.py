@@ -39,8 +39,6 @@ class TranslatedRow(Protocol):
     flags: Sequence[str]  # quality flags (``s2s_core.inference.flags``); empty for a clean row
 
 
-
-
 def output_columns(out: Sequence[TranslatedRow]) -> dict[str, pa.Array]:
     """The columns a part adds to its rows: translation, score, status, segments, flags (and nbest)."""
     columns = {"translation": pa.array([t.text for t in out], ADDED_TYPES["translation"]),

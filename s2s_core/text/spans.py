@@ -14,6 +14,7 @@ spans of a source and its translation as multisets (order free), for the per-row
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -98,13 +99,12 @@ class SpanRules:
 
 
 DEFAULT_RULES = SpanRules()
-_COMPILED: dict[SpanRules, list[tuple[str, re.Pattern[str]]]] = {}
 
 
+@functools.cache
 def _rules(rules: SpanRules) -> list[tuple[str, re.Pattern[str]]]:
-    if rules not in _COMPILED:
-        _COMPILED[rules] = rules.compiled()
-    return _COMPILED[rules]
+    """The compiled patterns of ``rules``, once per process (rules are frozen, so hashable)."""
+    return rules.compiled()
 
 
 def find_spans(text: str, rules: SpanRules = DEFAULT_RULES) -> list[Span]:
