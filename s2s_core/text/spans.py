@@ -101,16 +101,25 @@ class SpanRules:
 DEFAULT_RULES = SpanRules()
 
 
+# Every built-in kind needs one of these characters (or "www."): a row without any has no span, found
+# by one character-class scan (~1 µs) instead of a scan per kind (~40 µs for a 150-character verse).
+_TRIGGER = re.compile(f"[%{{}}$<&/@\\\\\n\t{PLACEHOLDER_OPEN}-]|www\\.")
+
+
 @functools.cache
-def _rules(rules: SpanRules) -> list[tuple[str, re.Pattern[str]]]:
-    """The compiled patterns of ``rules``, once per process (rules are frozen, so hashable)."""
-    return rules.compiled()
+def _rules(rules: SpanRules) -> tuple[list[tuple[str, re.Pattern[str]]], re.Pattern[str] | None]:
+    """The compiled patterns of ``rules`` and the quick test a text must pass to hold any (None with
+    a user's patterns or terms: they may match anything), once per process (rules are hashable)."""
+    return rules.compiled(), None if rules.patterns or rules.terms else _TRIGGER
 
 
 def find_spans(text: str, rules: SpanRules = DEFAULT_RULES) -> list[Span]:
     """The protected spans of ``text``, in order, never overlapping."""
+    compiled, trigger = _rules(rules)
+    if trigger is not None and not trigger.search(text):  # most rows of prose
+        return []
     candidates = []
-    for order, (kind, pattern) in enumerate(_rules(rules)):
+    for order, (kind, pattern) in enumerate(compiled):
         for match in pattern.finditer(text):
             start, end = match.span()
             if kind in _TRIMMED:
