@@ -19,6 +19,7 @@ from s2s_core.inference.translator import Translator
 from s2s_core.model.cell import upgrade_rnn_state
 from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
 from s2s_core.storage import Store
+from s2s_core.text.spans import DEFAULT_RULES, SpanRules
 from s2s_core.text.tokenizer import SPECIAL_IDS, SubwordModel, TokenizerConfig, Tokenizers
 
 PACKAGE_FORMAT = 1
@@ -41,13 +42,25 @@ class ModelPackage:
         """The source language the package was trained on (packages before it was recorded: English)."""
         return self.config.get("source_language") or DEFAULT_LANGUAGE
 
+    @property
+    def protects_spans(self) -> bool:
+        """Whether the package's tokenizer holds the placeholder symbols (trained with protected spans)."""
+        return self.tokenizers.config.placeholders
+
     def translator(self, device: str = "auto", amp: str = "auto", language: str | None = None,
-                   precision: str = DEFAULT_PRECISION) -> Translator:
+                   precision: str = DEFAULT_PRECISION, protect: bool | None = None,
+                   span_rules: SpanRules = DEFAULT_RULES) -> Translator:
         """A translator on ``device`` computing at ``precision`` (fp32, bf16, int8: see
         ``precision``; ``amp`` applies to fp32 on CUDA only); ``language`` (the source's; default: the
-        package's) picks the sentence rules that split over-long inputs."""
+        package's) picks the sentence rules that split over-long inputs. ``protect`` (default: on for a
+        package trained with protected spans) protects the spans ``span_rules`` find."""
+        protect = self.protects_spans if protect is None else protect
+        if protect and not self.protects_spans:
+            raise PackageError("this model was trained without protected spans (its tokenizer lacks the "
+                               "placeholder symbols): translate it without --protect")
         return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp,
-                          language=language or self.source_language, precision=precision)
+                          language=language or self.source_language, precision=precision,
+                          protect=span_rules if protect else None)
 
 
 def _alias_names(model: Seq2Seq) -> set[str]:

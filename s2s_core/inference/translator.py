@@ -1,7 +1,10 @@
 """Translate lists of raw text with a trained model: one result per input row, in input order.
 
-Handles empty input, rows of several lines and over-long lines (cut into pieces by ``segment``,
-translated apart and joined back), repeated pieces (searched once), length-sorted batches and
+With ``protect`` (span rules), each row's placeholders and markup are replaced by placeholder tokens
+before translation, the search emits exactly the source's placeholders (``model.constraints``), and
+the spans are put back: they come out byte-exact. Handles empty input, rows of several lines and
+over-long lines (cut into pieces by ``segment``, translated apart and joined back: a placeholder is one
+token, so a cut never splits a span), repeated pieces (searched once), length-sorted batches and
 batches that run out of memory (split in halves and retried; a sentence that still does is ``failed``).
 Any other error propagates.
 """
@@ -25,9 +28,11 @@ from s2s_core.inference.flags import (
 )
 from s2s_core.inference.precision import DEFAULT_PRECISION, autocast_dtype, prepare_model
 from s2s_core.inference.segment import DEFAULT_LANGUAGE, Segmented, SentenceSplitter, split_lines
+from s2s_core.model.constraints import PlaceholderBudget
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.batching import pad_sequences, token_batches
+from s2s_core.text.spans import SpanRules, protect, restore
 from s2s_core.text.tokenizer import EOS_ID, Tokenizers
 
 log = logging.getLogger(__name__)
@@ -85,11 +90,16 @@ class Translator:
     ``precision`` (``precision.PRECISIONS``) is how the model computes: fp32 as trained, bf16 under
     bfloat16 autocast, int8 on a quantized copy of the model (``model`` itself is not changed).
     ``amp`` is the older CUDA-only autocast setting; it applies with fp32 only.
+
+    ``protect``: the span rules of protected spans (None: spans are text). It needs a vocabulary with
+    the placeholder symbols (``TokenizerConfig.placeholders``); with one, the search emits only the
+    placeholders a source holds, each as often, protected or not.
     """
 
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, device: torch.device | None = None,
                  amp: str = "none", language: str = DEFAULT_LANGUAGE,
-                 thresholds: FlagThresholds = DEFAULT_THRESHOLDS, precision: str = DEFAULT_PRECISION):
+                 thresholds: FlagThresholds = DEFAULT_THRESHOLDS, precision: str = DEFAULT_PRECISION,
+                 protect: SpanRules | None = None):
         self.device = device or next(model.parameters()).device
         self.amp_dtype = autocast_dtype(precision, self.device, amp)
         self.precision = precision
@@ -97,6 +107,12 @@ class Translator:
         self.tokenizers = tokenizers
         self.splitter = SentenceSplitter(language)  # the source language's sentence rules
         self.thresholds = thresholds  # where the quality flags fire
+        src_ids, tgt_ids = tokenizers.src.placeholder_ids(), tokenizers.tgt.placeholder_ids()
+        if protect is not None and (src_ids is None or tgt_ids is None):
+            raise ValueError("span protection needs a model whose tokenizer was trained with the placeholder "
+                             "symbols (tokenizer.placeholders: true); translate without protection")
+        self.protect = protect
+        self.placeholder_ids = (torch.tensor(src_ids), torch.tensor(tgt_ids)) if src_ids and tgt_ids else None
 
     def encode_sources(self, texts: Sequence[str | None]) -> tuple[list[list[int]], list[str]]:
         """Source ids capped at the model limit (EOS excluded) and each row's status."""
@@ -131,14 +147,22 @@ class Translator:
         (lines, then sentences: ``segment``) and joined back with the row's own whitespace; only a
         sentence that is itself over the limit is truncated.
         """
-        rows, ids = self.segment(texts)
+        shielded = [protect(t or "", self.protect) for t in texts] if self.protect is not None else None
+        rows, ids = self.segment([s.text for s in shielded] if shielded is not None else texts)
         pieces = self._translate_ids(ids, config)
         out, position = [], 0
-        for text, row in zip(texts, rows, strict=True):
+        for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
             result = merge(row, pieces[position:position + len(row.spans)], config)
             position += len(row.spans)
             if result.status in ("ok", "truncated"):  # an empty or failed row has no text to check
-                result = replace(result, flags=with_placeholder_check(result.flags, text or "", result.text))
+                # Protected, the check runs before the spans are put back: the output's placeholders
+                # must be the source's, and no other span may appear (invented from ordinary pieces).
+                # After restoring, a span's bytes are exact, though a neighbour may change how it is
+                # read (``nueva--verbose`` is no option): that is fluency, not a broken span.
+                checked = row.text if shielded is not None else text or ""
+                result = replace(result, flags=with_placeholder_check(result.flags, checked, result.text))
+            if shielded is not None and shielded[i].spans:
+                result = restored(result, shielded[i].spans)
             out.append(result)
         return out
 
@@ -186,6 +210,8 @@ class Translator:
         src, lengths = pad_sequences(sources, self.device)
         kwargs = dict(max_len_ratio=config.max_len_ratio, max_len_extra=config.max_len_extra,
                       return_attention=config.return_attention)
+        if self.placeholder_ids is not None:
+            kwargs["placeholders"] = PlaceholderBudget.from_sources(src, *self.placeholder_ids)
         with autocast(self.device, self.amp_dtype):
             if config.beam_size == 1:
                 return greedy_search(self.model, src, lengths, **kwargs)
@@ -261,6 +287,12 @@ def best_combinations(row: Segmented, pieces: Sequence[Translation], n: int) -> 
         score = sum(s * w for ((_, s), _), w in zip(chosen, weights, strict=True)) / sum(weights)
         out.append((row.join([text for (text, _), _ in chosen]), score))
     return out
+
+
+def restored(result: Translation, spans: Sequence[str]) -> Translation:
+    """``result`` with its placeholders (and its alternatives') turned back into the source's spans."""
+    nbest = [(restore(text, spans), score) for text, score in result.nbest] if result.nbest else result.nbest
+    return replace(result, text=restore(result.text, spans), nbest=nbest)
 
 
 def merge(row: Segmented, pieces: Sequence[Translation], config: DecodeConfig) -> Translation:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from s2s_core.model.constraints import PlaceholderBudget
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.tokenizer import BOS_ID, EOS_ID
 
@@ -51,8 +52,12 @@ def greedy_search(
     max_len_ratio: float = 1.5,
     max_len_extra: int = 10,
     return_attention: bool = False,
+    placeholders: PlaceholderBudget | None = None,
 ) -> list[list[Hypothesis]]:
-    """Arg-max decoding of each sentence; returns a one-element n-best list per sentence."""
+    """Arg-max decoding of each sentence; returns a one-element n-best list per sentence.
+
+    With ``placeholders`` (one budget row per sentence), each output holds exactly its source's
+    placeholder tokens (``PlaceholderBudget``)."""
     batch, device = src.size(0), src.device
     limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, model.config.max_tgt_len)
     limit_t = torch.tensor(limits, device=device)  # [B]
@@ -68,11 +73,15 @@ def greedy_search(
     coverage = torch.zeros(batch, src.size(1), device=device)  # [B, S] float32 attention sums
     for t in range(max(limits)):
         logits, weights, state = model.step_logits(prev, enc, state)  # [A, V], [A, S]
+        if placeholders is not None:
+            logits = placeholders.mask(logits, limit_t[active] - t)
         # Only the arg-max and its log-prob are needed: max − logsumexp, no [A, V] log-softmax.
         logits = logits.float()
         best, prev = logits.max(dim=-1)  # [A], [A]
         scores[active] += best - logits.logsumexp(dim=-1)
         tokens[active, t] = prev
+        if placeholders is not None:
+            placeholders.advance(prev)
         if attn is not None:
             attn[active, t] = weights.float()
         coverage[active] += weights.float()
@@ -85,6 +94,8 @@ def greedy_search(
             keep = (~done).nonzero().squeeze(1)  # [A']
             active, prev = active[keep], prev[keep]
             enc, state = enc.index_select(keep), state.index_select(keep)
+            if placeholders is not None:
+                placeholders.select(keep)
     tokens_list, emitted_list = tokens.tolist(), emitted.tolist()
     attn_t = attn.cpu() if attn is not None else None
     coverage = coverage.cpu()
@@ -150,12 +161,14 @@ def beam_search(
     max_len_ratio: float = 1.5,
     max_len_extra: int = 10,
     return_attention: bool = False,
+    placeholders: PlaceholderBudget | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search with GNMT length penalty; returns the ``n_best`` hypotheses per sentence, best first.
 
     A sentence stops when it has ``beam_size`` finished hypotheses, when no live hypothesis can
     still beat its best finished one, or at its maximum length. Finished sentences are dropped
-    from the batch so the remaining ones run faster.
+    from the batch so the remaining ones run faster. With ``placeholders`` (one budget row per
+    sentence), every hypothesis holds exactly its source's placeholder tokens (``PlaceholderBudget``).
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size={beam_size}, got {n_best}")
@@ -170,6 +183,9 @@ def beam_search(
     enc = model.encode(src, src_lengths)  # states [B, S, De]
     enc = enc.index_select(torch.arange(batch, device=device).repeat_interleave(k))  # [B*k, S, De]
     state = model.init_state(enc)  # hidden [L, B*k, H]
+    if placeholders is not None:  # one budget row per beam, like the encoder states
+        placeholders.select(torch.arange(batch, device=device).repeat_interleave(k))
+    limits_t = torch.tensor(limits, device=device)  # [B]
 
     active = list(range(batch))  # sentence ids still searching, in row-block order (A of them)
     scores = torch.full((batch, k), float("-inf"), device=device)  # [A, k] beam log-probs, best first
@@ -185,6 +201,9 @@ def beam_search(
     for t in range(max(limits)):
         length = t + 1  # tokens in a hypothesis after this step, EOS included
         logits, weights, state = model.step_logits(prev, enc, state)  # [A*k, V], [A*k, S]
+        if placeholders is not None:
+            steps_left = limits_t[torch.tensor(active, device=device)].repeat_interleave(k) - t  # [A*k]
+            logits = placeholders.mask(logits, steps_left)
         top_scores, top_rows, top_tokens = _top_candidates(scores, logits, k)  # [A, 2k] each
         limited = [limits[s] <= length for s in active]  # [A]: this step emits the last allowed token
         at_limit = torch.tensor(limited, device=device)  # [A]
@@ -225,6 +244,9 @@ def beam_search(
         # Reordered by backpointers, like the beams (index_select: cheaper than indexing on CPU).
         coverage = coverage.index_select(0, rows) + weights.index_select(0, rows).float()  # [A*k, S]
         state = state.index_select(rows)
+        if placeholders is not None:
+            placeholders.select(rows)
+            placeholders.advance(prev)
 
         best_alive = scores[:, 0].tolist()  # [A]
         done = [_search_is_over(finished[sent], best_alive[a], limited[a], limits[sent], k, n_best, alpha)
@@ -239,6 +261,8 @@ def beam_search(
             enc, state = enc.index_select(keep_rows), state.index_select(keep_rows)
             scores, prev, seqs = scores[keep_sent], prev[keep_rows], seqs[keep_rows]
             coverage = coverage.index_select(0, keep_rows)
+            if placeholders is not None:
+                placeholders.select(keep_rows)
             if attn is not None:
                 attn = attn[keep_rows]
 

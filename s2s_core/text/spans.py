@@ -6,7 +6,7 @@ XML/HTML tags (each tag apart: a paired tag's inner text stays translatable), en
 addresses, file paths, command-line options, escapes (``\\n`` as two characters) and line breaks, plus
 a user's own patterns and do-not-translate terms (``SpanRules``).
 
-``protect`` replaces each span with an indexed placeholder token (``｟0｠``, ``｟1｠`` …: one
+``protect`` replaces each span with an indexed placeholder token (``⦅0⦆``, ``⦅1⦆`` …: one
 SentencePiece user-defined symbol each) and ``restore`` puts the spans back. Text that already looks
 like a placeholder is itself protected, so it comes back as it was. ``spans_match`` compares the
 spans of a source and its translation as multisets (order free), for the per-row check.
@@ -23,7 +23,9 @@ from dataclasses import dataclass
 # A row's first MAX_PLACEHOLDERS spans are protected; the rest stay text (still checked per row):
 # every index is a symbol in the tokenizer's vocabulary, so the count is bounded.
 MAX_PLACEHOLDERS = 64
-PLACEHOLDER_OPEN, PLACEHOLDER_CLOSE = "\uff5f", "\uff60"  # ｟ ｠, as OpenNMT's tokenizer marks them
+# ⦅ ⦆ (U+2985/6): OpenNMT's tokenizer marks placeholders with the fullwidth ｟ ｠, but NFKC (which the
+# tokenizer applies to every text) turns those into these, so these are what the vocabulary holds.
+PLACEHOLDER_OPEN, PLACEHOLDER_CLOSE = "\u2985", "\u2986"
 
 
 def placeholder(index: int) -> str:
@@ -32,12 +34,15 @@ def placeholder(index: int) -> str:
 
 PLACEHOLDERS = tuple(placeholder(i) for i in range(MAX_PLACEHOLDERS))
 PLACEHOLDER_PATTERN = re.compile(f"{PLACEHOLDER_OPEN}(\\d+){PLACEHOLDER_CLOSE}")
+# Placeholder-like text typed by a user, in either form: protected (so it comes back as typed, and
+# the fullwidth form is not read as a placeholder once normalized).
+_TYPED_PLACEHOLDER = f"[{PLACEHOLDER_OPEN}\\uff5f]\\d+[{PLACEHOLDER_CLOSE}\\uff60]"
 
 _TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 
 # Kind → pattern. Where two matches overlap the longest wins, then the earliest kind listed.
 PATTERNS: dict[str, str] = {
-    "placeholder": PLACEHOLDER_PATTERN.pattern,  # typed by a user: protected, so restored unchanged
+    "placeholder": _TYPED_PLACEHOLDER,  # typed by a user: protected, so restored unchanged
     "python": r"%\([^()\s]{1,64}\)[-+ #0]*(?:\d+|\*)?(?:\.\d+)?[diouxXeEfFgGcrsa]",
     # No space flag: "100 % sure" and "50% s" are prose, not formats.
     "printf": r"%%|%<PRI[a-zA-Z0-9]+>|%(?:[1-9]\d*\$)?[-+#0']*(?:\d+|\*(?:[1-9]\d*\$)?)?"
@@ -103,7 +108,7 @@ DEFAULT_RULES = SpanRules()
 
 # Every built-in kind needs one of these characters (or "www."): a row without any has no span, found
 # by one character-class scan (~1 µs) instead of a scan per kind (~40 µs for a 150-character verse).
-_TRIGGER = re.compile(f"[%{{}}$<&/@\\\\\n\t{PLACEHOLDER_OPEN}-]|www\\.")
+_TRIGGER = re.compile(f"[%{{}}$<&/@\\\\\n\t{PLACEHOLDER_OPEN}\uff5f-]|www\\.")
 
 
 @functools.cache

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import sentencepiece as spm
 
+from s2s_core.text.spans import PLACEHOLDERS
+
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID}
 
@@ -23,6 +25,9 @@ class TokenizerConfig:
     character_coverage: float = 1.0
     input_sentence_size: int = 2_000_000  # sentences sampled for training (0 = all)
     seed: int = 17
+    # Reserve the placeholder symbols ⦅0⦆ … ⦅63⦆ (one piece each) that protected spans become
+    # (``s2s_core.text.spans``): a model trained with them translates with spans protected.
+    placeholders: bool = False
 
     def __post_init__(self) -> None:
         if self.model_type not in ("unigram", "bpe"):
@@ -69,6 +74,11 @@ class SubwordModel:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self._sp.id_to_piece(i) for i in ids]
 
+    def placeholder_ids(self) -> list[int] | None:
+        """The ids of the placeholder symbols ⦅0⦆ … (in index order), or None if this model lacks them."""
+        ids = [self._sp.piece_to_id(p) for p in PLACEHOLDERS]
+        return None if UNK_ID in ids else ids
+
 
 def train_subword_model(sentences: Iterable[str], config: TokenizerConfig) -> SubwordModel:
     """Train a SentencePiece model in memory from an iterable of sentences."""
@@ -86,6 +96,7 @@ def train_subword_model(sentences: Iterable[str], config: TokenizerConfig) -> Su
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
         hard_vocab_limit=False,  # tiny corpora: a smaller vocabulary than asked is fine
         normalization_rule_name="identity",  # clean_text already normalized (NFKC)
+        user_defined_symbols=list(PLACEHOLDERS) if config.placeholders else [],
         num_threads=2,
         minloglevel=2,
     )

@@ -65,18 +65,20 @@ def test_the_longest_overlapping_span_wins_and_spans_never_overlap():
 def test_protect_replaces_spans_with_indexed_placeholders_and_restore_puts_them_back():
     text = "Delete %s from <b>%s</b>? %s"
     protected = protect(text)
-    assert protected.text == "Delete ｟0｠ from ｟1｠｟2｠｟3｠? ｟4｠"
+    assert protected.text == "Delete ⦅0⦆ from ⦅1⦆⦅2⦆⦅3⦆? ⦅4⦆"
     assert protected.spans == ("%s", "<b>", "%s", "</b>", "%s")
     # The model may move placeholders: each comes back as the span it stands for.
-    assert restore("｟1｠｟2｠｟3｠: delete ｟0｠? ｟4｠", protected.spans) == "<b>%s</b>: delete %s? %s"
+    assert restore("⦅1⦆⦅2⦆⦅3⦆: delete ⦅0⦆? ⦅4⦆", protected.spans) == "<b>%s</b>: delete %s? %s"
     # An index the source lacks is left as it is: the per-row check flags the row.
-    assert restore("no placeholder ｟9｠", protected.spans) == "no placeholder ｟9｠"
+    assert restore("no placeholder ⦅9⦆", protected.spans) == "no placeholder ⦅9⦆"
 
 
-def test_a_user_typed_placeholder_is_protected_and_comes_back_as_typed():
-    text = "｟0｠ and %s and ｟12｠"
+@pytest.mark.parametrize("text", ["｟0｠ and %s and ｟12｠", "⦅0⦆ and %s and ⦅12⦆"])
+def test_a_user_typed_placeholder_is_protected_and_comes_back_as_typed(text):
+    """Either form (the fullwidth one becomes the other under NFKC, as the tokenizer normalizes)."""
     protected = protect(text)
-    assert protected.spans == ("｟0｠", "%s", "｟12｠")
+    assert protected.spans == (text[:3], "%s", text[-4:])
+    assert protected.text == "⦅0⦆ and ⦅1⦆ and ⦅2⦆"
     assert restore(protected.text, protected.spans) == text
 
 
@@ -89,8 +91,8 @@ def test_a_row_with_thousands_of_spans_protects_the_first_ones_and_loses_nothing
 
 
 def test_protect_then_restore_is_the_identity_on_random_text():
-    alphabet = list("aé %$<>/&;{}()#:-=._~\\\n\t\"'0123456789sdxb") + ["｟", "｠", "%s", "<b>", "</b>", "{0}",
-                                                                    "&amp;", "http://x.y/z", "--opt"]
+    alphabet = list("aé %$<>/&;{}()#:-=._~\\\n\t\"'0123456789sdxb") + [
+        "｟", "｠", "⦅", "⦆", "%s", "<b>", "</b>", "{0}", "&amp;", "http://x.y/z", "--opt"]
     rng = random.Random(7)
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
@@ -130,7 +132,7 @@ def test_bad_span_rules_are_refused_clearly(kwargs, message):
 
 
 def test_placeholders_are_one_symbol_each_and_distinct():
-    assert len(set(PLACEHOLDERS)) == MAX_PLACEHOLDERS and placeholder(0) == "｟0｠"
+    assert len(set(PLACEHOLDERS)) == MAX_PLACEHOLDERS and placeholder(0) == "⦅0⦆"
 
 
 def test_placeholder_agreement_counts_exact_rows_among_those_with_spans_and_invented_ones():
