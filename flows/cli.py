@@ -239,7 +239,7 @@ def _translate_text(args: argparse.Namespace, options: dict) -> int:
     job = TextJob(model=args.model, input=args.input, output=args.output or "-",
                   decode=validate_section(DecodeConfig, _decode_settings(args)), device=args.device,
                   precision=args.precision, language=args.src_lang, window=args.window,
-                  storage_options=options)
+                  protect=args.protect, storage_options=options)
     _check_url(job.model, "model", **options)
     if job.input != "-":
         _check_url(job.input, "input", must_exist=True, **options)
@@ -268,6 +268,7 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
         "precision": args.precision,
         "decode": _decode_settings(args), "workers": args.workers, "dask_address": args.dask,
         "retry_failed": args.retry_failed, "source_language": args.src_lang, "storage_options": options,
+        "protect": args.protect,
         "use_memory": not args.no_memory, "memory": args.memory})
     for url, what in ((config.model, "model"), (config.input, "input"), (config.output, "output"),
                       *(((config.memory_url, "memory"),) if config.memory_url else ())):
@@ -412,6 +413,10 @@ and joined back with their own whitespace.""")
     tr.add_argument("--src-lang", metavar="CODE",
                     help="source language (ISO 639 code) for sentence splitting of over-long lines "
                          "(default: the one the model package records)")
+    tr.add_argument("--protect", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep placeholders and markup (%%s, {0}, <b>, &amp;, URLs, paths, --options, line "
+                         "breaks) byte-exact: each becomes a placeholder the model must copy (default: on "
+                         "for a model trained with protected spans; --protect with another is refused)")
     tr.add_argument("--window", type=int, default=2000, metavar="LINES",
                     help="text: lines translated together")
     tr.add_argument("--text-column", default="src", help="corpus: column to translate")

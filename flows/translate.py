@@ -54,7 +54,8 @@ def translate_flow(config: TranslateConfig, overrides: list[str] | None = None) 
     # A registry URL is resolved once (with output_per_version, so is the output directory; without
     # --src-lang, the source language is the package's): every chunk uses the same.
     config = config.model_copy(update={"model": planned.model_url, "output": planned.output,
-                                       "source_language": planned.source_language})
+                                       "source_language": planned.source_language,
+                                       "protect": planned.protect})
     progress = ChunkProgress(planned.plan, planned.pending, config.output)
     try:
         with chunk_runner(config) as runner:

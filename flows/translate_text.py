@@ -40,6 +40,7 @@ class TextJob:
     precision: str = DEFAULT_PRECISION  # fp32, bf16 or int8 (s2s_core.inference.precision)
     language: str | None = None  # None: the source language the package records
     window: int = WINDOW
+    protect: bool | None = None  # None: on for a model trained with protected spans
     storage_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,7 +48,8 @@ def translate_text(job: TextJob) -> dict:
     """Translate ``job.input`` line by line into ``job.output``; returns a summary (counts, timing)."""
     model_url = resolve_model(job.model, job.storage_options)
     package = load_package(model_url, device=job.device, storage_options=job.storage_options)
-    translator = package.translator(job.device, language=job.language, precision=job.precision)
+    translator = package.translator(job.device, language=job.language, precision=job.precision,
+                                    protect=job.protect)
     statuses: Counter[str] = Counter()
     flags: Counter[str] = Counter()  # quality flags are counted in the summary; the text stays plain
     lines = segments = 0

@@ -31,6 +31,7 @@ from s2s_core.inference.translator import DecodeConfig
 from s2s_core.model.seq2seq import ModelConfig
 from s2s_core.registry.promotion import PromotionConfig
 from s2s_core.text.prepare import PrepareConfig
+from s2s_core.text.spans import SpanRules
 from s2s_core.text.tokenizer import TokenizerConfig
 from s2s_core.training.config import TrainConfig
 from tasks.secrets import StorageOptions, storage_option_is_secret
@@ -159,6 +160,13 @@ class TranslateConfig(Strict):
                                         description="source language (ISO 639 code) whose sentence rules "
                                                     "split over-long rows; default: the one the model "
                                                     "package records")
+    protect: bool | None = Field(None, description="protect placeholders and markup (formats, tags, URLs, "
+                                                   "paths, options, line breaks) so they come out "
+                                                   "byte-exact; default: on for a model trained with "
+                                                   "protected spans (--protect / --no-protect)")
+    spans: SpanRules = Field(default_factory=SpanRules,
+                             description="what is protected: span kinds, extra regular expressions "
+                                         "(patterns) and do-not-translate terms")
     retry_failed: bool = Field(False, description="translate the failed rows of committed chunks again "
                                                   "(rows that ran out of memory even alone)")
     output_per_version: bool = Field(

@@ -42,7 +42,7 @@ from s2s_core.corpus.plan import (
 from s2s_core.corpus.verify import MANIFEST, remove_staging, remove_stale, verify_output
 from s2s_core.device import resolve_device
 from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FLAGS
-from s2s_core.inference.package import WEIGHTS, load_package, read_package_config
+from s2s_core.inference.package import WEIGHTS, PackageError, load_package, read_package_config
 from s2s_core.inference.precision import autocast_dtype, quantization
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
@@ -56,8 +56,8 @@ from tasks.progress import ProgressBar
 # One model per (package, device, amp, precision, source language) per worker process: a Dask worker
 # or the flow's process loads it once and every chunk it runs reuses it. The lock stops two threads
 # loading it twice.
-_TRANSLATORS: dict[tuple[str, str, str, str, str], Translator] = {}
-_LOADS: Counter[tuple[str, str, str, str, str]] = Counter()
+_TRANSLATORS: dict[tuple, Translator] = {}
+_LOADS: Counter[tuple] = Counter()
 _LOCK = threading.Lock()
 _FREE_GPUS: queue.Queue[str] | None = None
 # Translation memory handles, one per (memory, model, settings): namespaces are opened once per process.
@@ -94,13 +94,30 @@ def numerics(config: TranslateConfig, device: str | None = None) -> Numerics:
 
 
 def preflight(config: TranslateConfig) -> None:
-    """Fail fast, before any run starts, on a missing model or input, or a missing column."""
-    read_package_config(resolve_model(config.model, config.storage_options), config.storage_options)
+    """Fail fast, before any run starts, on a missing model or input, a missing column, or --protect
+    with a model trained without protected spans."""
+    protection_of(config, read_package_config(resolve_model(config.model, config.storage_options),
+                                              config.storage_options))
     open_input(job_spec(config))
 
 
-def _translator_key(config: TranslateConfig, device: str) -> tuple[str, str, str, str, str]:
-    return config.model, device, config.amp, config.precision, config.source_language
+def protection_of(config: TranslateConfig, package: dict) -> bool:
+    """Whether spans are protected: ``config.protect``, by default the package's (trained with them)."""
+    trained = bool(package["tokenizer"]["config"].get("placeholders"))
+    if config.protect and not trained:
+        raise PackageError(f"{config.model} was trained without protected spans (its tokenizer lacks the "
+                           "placeholder symbols): translate it without --protect")
+    return trained if config.protect is None else config.protect
+
+
+def protection_record(config: TranslateConfig) -> dict | None:
+    """What the plan and the memory pin of span protection (None when off: older plans match)."""
+    return {"spans": asdict(config.spans)} if config.protect else None
+
+
+def _translator_key(config: TranslateConfig, device: str) -> tuple:
+    return config.model, device, config.amp, config.precision, config.source_language, config.protect, \
+        config.spans
 
 
 def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator, int]:
@@ -110,7 +127,8 @@ def cached_translator(config: TranslateConfig, device: str) -> tuple[Translator,
         if key not in _TRANSLATORS:
             package = load_package(config.model, device=device, storage_options=config.storage_options)
             _TRANSLATORS[key] = package.translator(device, config.amp, language=config.source_language,
-                                                   precision=config.precision)
+                                                   precision=config.precision, protect=config.protect,
+                                                   span_rules=config.spans)
             _LOADS[key] += 1
         return _TRANSLATORS[key], _LOADS[key]
 
@@ -133,6 +151,7 @@ def memory_keys(config: TranslateConfig, pinned_numerics: dict) -> dict:
     return {"model": {"files": files, "config": package["model"], "tokenizer": package["tokenizer"]},
             "numerics": pinned_numerics, "decode": decode_settings(config.decode),
             "source_language": config.source_language, "columns": list(OUTPUT_COLUMNS),
+            **({"protection": protection_record(config)} if config.protect else {}),
             "flag_thresholds": asdict(DEFAULT_THRESHOLDS),  # what the translator flags rows with
             "flags": list(FLAGS),  # a new flag starts a new namespace: old entries lack it
             "code": {"s2s": ".".join(__version__.split(".")[:2]),
@@ -186,6 +205,7 @@ class PlannedTranslation:
     model_url: str
     output: str
     source_language: str
+    protect: bool
 
 
 @task(name="plan-chunks", **IO_RETRIES, cache_policy=NONE)
@@ -208,10 +228,11 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
     package = read_package_config(model_url, config.storage_options)  # read once: identity and language
     if config.source_language is None:  # the package's own, pinned in the plan like any setting
         config = config.model_copy(update={"source_language": package_source_language(package)})
+    config = config.model_copy(update={"protect": protection_of(config, package)})
     spec = job_spec(config)
     spec.output.check_exclusive_create()  # commit markers are only as safe as the store's conditional puts
     plan = plan_job(spec, model_identity(model_url, package), config.decode, numerics(config),
-                    config.source_language)
+                    config.source_language, protection_record(config))
     committed = committed_ids(spec.output)
     pending = [c for c in plan.chunks if c.id not in committed]
     logger = run_logger()
@@ -234,7 +255,8 @@ def plan_translation(config: TranslateConfig) -> PlannedTranslation | None:
         logger.info("--retry-failed: %d committed chunk(s) hold failed rows", len(retry))
         order = {c.id: i for i, c in enumerate(plan.chunks)}  # ids do not sort in corpus order
         pending = sorted([*pending, *retry], key=lambda c: order[c.id])
-    return PlannedTranslation(plan, pending, model_url, config.output, config.source_language)
+    return PlannedTranslation(plan, pending, model_url, config.output, config.source_language,
+                              config.protect)
 
 
 def with_failed_rows(spec: JobSpec, chunks: list[Chunk]) -> list[Chunk]:

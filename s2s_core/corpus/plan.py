@@ -48,8 +48,8 @@ MANIFEST_FORMAT = 3  # 3: input files with fingerprints, what changed since the 
 SHAPING_FIELDS = ("input", "chunk_rows", "text_column", "id_column", "decode", "numerics", "source_language")
 # Shaping fields a plan holds only when they differ from their defaults, so that plans pinned before
 # they existed keep their fingerprint: how the input is read (--format, --text-encoding), and the
-# parts' format (--output-format).
-OPTIONAL_SHAPING_FIELDS = ("input_reading", "output_format")
+# parts' format (--output-format), and span protection (--protect: which spans).
+OPTIONAL_SHAPING_FIELDS = ("input_reading", "output_format", "protection")
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def _open_input(spec: JobSpec, previous: PreviousRun | None, stage: bool = True)
 
 
 def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numerics: Numerics,
-             source_language: str = "en") -> JobPlan:
+             source_language: str = "en", protection: dict | None = None) -> JobPlan:
     """Pin the job's settings in the output (a re-run must match them), list the input, cut the chunks.
 
     ``source_language`` picks the sentence rules that split over-long rows: it shapes the output too.
@@ -208,6 +208,8 @@ def plan_job(spec: JobSpec, identity: ModelIdentity, decode: SearchConfig, numer
         record["input_reading"] = reading
     if spec.output_format != "parquet":
         record["output_format"] = spec.output_format
+    if protection is not None:  # protected spans shape every row with a span
+        record["protection"] = protection
     record["fingerprint"] = _fingerprint(record)
     planned_at = time.time()
     pinned = spec.output.exists(PLAN)

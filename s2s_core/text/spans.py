@@ -55,7 +55,10 @@ PATTERNS: dict[str, str] = {
     "entity": r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#\d{1,7}|#[xX][0-9A-Fa-f]{1,6});",
     "url": r"(?:https?|ftp|file)://[^\s<>\"'\[\]{}]+|\bwww\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+[^\s<>\"']*",
     "email": r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
-    "path": r"(?<![\w/\\])(?:~|\.{1,2})?/(?:[\w.+-]+/)*[\w.+-]+/?|\b[A-Za-z]:\\(?:[\w.+-]+\\?)+",
+    # An absolute path starts lowercase (/usr, /etc/x.conf): GTK menu paths (/_File/Open, /Buddies/Add)
+    # are UI text that translators translate, not paths.
+    "path": r"(?<![\w/\\])(?:(?:~|\.{1,2})/|/(?=[a-z0-9.]))(?:[\w.+-]+/)*[\w.+-]+/?"
+            r"|\b[A-Za-z]:\\(?:[\w.+-]+\\?)+",
     "option": r"(?<![\w-])--[A-Za-z0-9][\w-]*(?:=[^\s,;)\]]+)?|(?<![\w-])-[A-Za-z](?![\w-])",
     "escape": r"\\[ntr\"'\\]",
     "newline": r"\r?\n|\t",

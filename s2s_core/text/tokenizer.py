@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import sentencepiece as spm
 
+from s2s_core.text.masking import training_pairs
 from s2s_core.text.spans import PLACEHOLDERS
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -28,12 +29,18 @@ class TokenizerConfig:
     # Reserve the placeholder symbols ⦅0⦆ … ⦅63⦆ (one piece each) that protected spans become
     # (``s2s_core.text.spans``): a model trained with them translates with spans protected.
     placeholders: bool = False
+    # With placeholders: the share of training pairs without any span that get a synthetic one
+    # (``masking.inject_placeholder``), so the model learns to copy placeholders wherever they occur.
+    inject_placeholders: float = 0.1
 
     def __post_init__(self) -> None:
         if self.model_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer.model_type must be 'unigram' or 'bpe', got {self.model_type!r}")
         if self.vocab_size < 8:
             raise ValueError(f"tokenizer.vocab_size must be ≥ 8, got {self.vocab_size}")
+        if not 0.0 <= self.inject_placeholders <= 1.0:
+            raise ValueError(f"tokenizer.inject_placeholders must be a share in [0, 1], got "
+                             f"{self.inject_placeholders}")
 
 
 def clean_text(text: str | None) -> str:
@@ -127,7 +134,10 @@ class Tokenizers:
 
 
 def train_tokenizers(src: Sequence[str], tgt: Sequence[str], config: TokenizerConfig) -> Tokenizers:
-    """Train a joint model on both sides, or one model per side."""
+    """Train a joint model on both sides, or one model per side (with ``placeholders``, on the pairs
+    as training sees them: shared spans masked, so span syntax takes no pieces of its own)."""
+    if config.placeholders:
+        src, tgt, _ = training_pairs(src, tgt, inject_share=0.0)
     if config.joint:
         joint = train_subword_model([*src, *tgt], config)
         return Tokenizers(joint, joint, config)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from s2s_core.text.batching import pad_sequences, token_batches
+from s2s_core.text.masking import training_pairs
 from s2s_core.text.tokenizer import BOS_ID, EOS_ID, Tokenizers
 from s2s_core.training.config import TrainConfig
 
@@ -30,8 +31,12 @@ def make_examples(tokenizers: Tokenizers, src: Sequence[str], tgt: Sequence[str]
                   max_src_len: int, max_tgt_len: int) -> tuple[list[Example], int]:
     """Encode sentence pairs; pairs that are empty or exceed the model limits are skipped.
 
-    Returns the examples and how many pairs were skipped (reported by the caller).
+    Returns the examples and how many pairs were skipped (reported by the caller). With tokenizers
+    trained with placeholders, the pairs are masked and some get synthetic placeholders first
+    (``masking.training_pairs``), as the model will see protected text.
     """
+    if tokenizers.config.placeholders:
+        src, tgt, _ = training_pairs(src, tgt, tokenizers.config.inject_placeholders, tokenizers.config.seed)
     src_ids, tgt_ids = tokenizers.src.encode(src), tokenizers.tgt.encode(tgt)
     examples = [Example(s + [EOS_ID], t) for s, t in zip(src_ids, tgt_ids, strict=True)
                 if s and t and len(s) < max_src_len and len(t) < max_tgt_len]

@@ -12,6 +12,7 @@ from s2s_core.evaluation.metrics import corpus_scores
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import DecodeConfig, Translator
 from s2s_core.model.seq2seq import Seq2Seq
+from s2s_core.text.spans import DEFAULT_RULES
 from s2s_core.text.tokenizer import Tokenizers
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.distributed import ProcessGroup, broadcast_object
@@ -42,6 +43,7 @@ class Validator:
 
     def _score(self, model: Seq2Seq) -> dict:
         translator = Translator(model, self.tokenizers, self.device, amp=self.config.amp,
+                                protect=DEFAULT_RULES if self.tokenizers.config.placeholders else None,
                                 language=self.language)
         start = self.clock()
         hyps = [t.text for t in translator.translate(

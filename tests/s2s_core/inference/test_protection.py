@@ -17,7 +17,8 @@ from s2s_core.text.tokenizer import TokenizerConfig, train_tokenizers
 from tests.s2s_core.conftest import reverse_model_config
 from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
 
-WORDS = "abrir guardar archivo carpeta ventana nueva el la de en ahora no se pudo".split()
+WORDS = ["abrir", "guardar", "archivo", "carpeta", "ventana", "nueva", "el", "la", "de", "en", "ahora", "no",
+         "se", "pudo"]
 SPANS = ["%s", "%d", "%1$s", "%(name)s", "{0}", "{count}", "<b>", "</b>", "&amp;", "https://example.org/a",
          "/usr/share/doc", "--verbose", "\n", "$HOME", "⦅3⦆", "｟1｠"]
 
