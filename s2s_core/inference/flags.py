@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from s2s_core.text.spans import spans_match
+from s2s_core.text.spans import DEFAULT_RULES, SpanRules, spans_match
 
 LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY = "length_ratio", "repetition", "low_attention", "copy"
 PLACEHOLDER = "placeholder"
@@ -137,9 +137,10 @@ def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool
     return tuple(f for f in FLAGS if f in fired)
 
 
-def with_placeholder_check(flags: Sequence[str], src_text: str, out_text: str) -> tuple[str, ...]:
-    """A row's flags plus ``placeholder`` where its translation's spans are not the source's."""
-    if spans_match(src_text, out_text):
+def with_placeholder_check(flags: Sequence[str], src_text: str, out_text: str,
+                           rules: SpanRules = DEFAULT_RULES) -> tuple[str, ...]:
+    """A row's flags plus ``placeholder`` where its translation's spans (``rules``) are not the source's."""
+    if spans_match(src_text, out_text, rules):
         return tuple(flags)
     return union([flags, (PLACEHOLDER,)])
 

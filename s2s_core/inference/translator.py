@@ -32,7 +32,7 @@ from s2s_core.model.constraints import PlaceholderBudget
 from s2s_core.model.search import Hypothesis, beam_search, greedy_search
 from s2s_core.model.seq2seq import Seq2Seq
 from s2s_core.text.batching import pad_sequences, token_batches
-from s2s_core.text.spans import SpanRules, protect, restore
+from s2s_core.text.spans import DEFAULT_RULES, SpanRules, protect, restore
 from s2s_core.text.tokenizer import EOS_ID, Tokenizers
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ class Translator:
                 # After restoring, a span's bytes are exact, though a neighbour may change how it is
                 # read (``nueva--verbose`` is no option): that is fluency, not a broken span.
                 checked = row.text if shielded is not None else text or ""
-                result = replace(result, flags=with_placeholder_check(result.flags, checked, result.text))
+                result = replace(result, flags=with_placeholder_check(result.flags, checked, result.text,
+                                                                      self.protect or DEFAULT_RULES))
             if shielded is not None and shielded[i].spans:
                 result = restored(result, shielded[i].spans)
             out.append(result)
