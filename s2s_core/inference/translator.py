@@ -154,16 +154,20 @@ class Translator:
         for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
             result = merge(row, pieces[position:position + len(row.spans)], config)
             position += len(row.spans)
-            if result.status in ("ok", "truncated"):  # an empty or failed row has no text to check
-                # Protected, the check runs before the spans are put back: the output's placeholders
-                # must be the source's, and no other span may appear (invented from ordinary pieces).
-                # After restoring, a span's bytes are exact, though a neighbour may change how it is
-                # read (``nueva--verbose`` is no option): that is fluency, not a broken span.
-                checked = row.text if shielded is not None else text or ""
-                result = replace(result, flags=with_placeholder_check(result.flags, checked, result.text,
-                                                                      self.protect or DEFAULT_RULES))
+            checked = result.status in ("ok", "truncated")  # an empty or failed row has no text to check
+            rules = self.protect or DEFAULT_RULES
+            if checked and shielded is not None:
+                # Before the spans are put back: the output's placeholders must be the source's, and
+                # no other span may appear (invented from ordinary pieces).
+                result = replace(result, flags=with_placeholder_check(result.flags, row.text, result.text,
+                                                                      rules))
             if shielded is not None and shielded[i].spans:
                 result = restored(result, shielded[i].spans)
+            if checked:
+                # After: each span's bytes are back, but a neighbour can change how it reads (a URL
+                # run on into the next word is a broken link): the row is checked as it will be read.
+                result = replace(result, flags=with_placeholder_check(result.flags, text or "", result.text,
+                                                                      rules))
             out.append(result)
         return out
 

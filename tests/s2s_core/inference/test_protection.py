@@ -63,7 +63,9 @@ def test_every_row_keeps_its_spans_exactly(translator_parts, beam):
             for text in [result.text, *(t for t, _ in result.nbest or [])]:
                 for span, n in Counter(protect(row).spans).items():
                     assert text.count(span) >= n, (row, text)
-            assert "placeholder" not in result.flags, (row, result.text)
+            # Every row whose spans do not read as the source's is flagged (a neighbouring word can
+            # run on into a restored span, e.g. ``nueva--verbose``).
+            assert ("placeholder" in result.flags) == (span_counts(result.text) != span_counts(row))
     assert results[-4].segments > 1 and results[-4].status == "ok"  # cut into sentences, spans intact
     assert sum(r.status == "ok" for r in results) > 50
 
