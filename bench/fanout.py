@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="+", default=[10, 1000, 10000])
     parser.add_argument("--runners", nargs="+", default=["threads", "dask"], choices=["threads", "dask"])
     parser.add_argument("--timeout", type=float, default=1800, help="seconds a run may take")
+    parser.add_argument("--dask-profiler", choices=["on", "off"], default="on",
+                        help="the Dask workers' statistical profiler (distributed.worker.profile.enabled; "
+                             "on by default in Dask: it samples every thread's stack every 10 ms)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -150,8 +153,10 @@ def main() -> None:
         cluster = None
         for runner in args.runners:
             if runner == "dask":
+                import dask.config
                 from distributed import LocalCluster
 
+                dask.config.set({"distributed.worker.profile.enabled": args.dask_profiler == "on"})
                 cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
             for chunks in args.chunks:
@@ -194,7 +199,7 @@ def main() -> None:
                 cluster = None
     emit({"benchmark": "fanout", "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
           "load_average_before": load_before, "load_average_after": load_average(), "model": args.model,
-          "rows": args.rows, "runs": runs}, args.out)
+          "rows": args.rows, "dask_profiler": args.dask_profiler, "runs": runs}, args.out)
 
 
 if __name__ == "__main__":
