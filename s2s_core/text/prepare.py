@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,9 @@ class PrepareConfig:
     test_size: float | int = 0.02
     seed: int = 1234  # of the shuffle that picks dev and test rows
     dedupe: bool = True  # drop exact (src, tgt) repeats after cleaning, keeping the first
+    # Keep line breaks and tabs through cleaning (software messages, where they are protected spans
+    # and training masks them as placeholders); off: they become spaces.
+    keep_line_breaks: bool = False
 
     def __post_init__(self) -> None:
         if self.src_column == self.tgt_column:
@@ -254,9 +258,9 @@ def _read_text_pair(src_url: str, tgt_url: str, options: dict[str, Any]) -> pl.D
 # ---------------------------------------------------------------------------------------------- clean
 
 
-def _clean_series(series: pl.Series) -> pl.Series:
+def _clean_series(series: pl.Series, keep_line_breaks: bool = False) -> pl.Series:
     """clean_text over a whole column (nulls become empty strings, so they fail the ``empty`` rule)."""
-    return pl.Series(series.name, [clean_text(value) for value in series], dtype=pl.String)
+    return pl.Series(series.name, [clean_text(value, keep_line_breaks) for value in series], dtype=pl.String)
 
 
 def clean_parallel(
@@ -290,12 +294,13 @@ def clean_parallel(
         rule = rule.when(longer / shorter > config.max_length_ratio).then(pl.lit("length_ratio"))
     rule = rule.otherwise(pl.lit(None, dtype=pl.String))
 
+    clean = partial(_clean_series, keep_line_breaks=config.keep_line_breaks)
     normalized = (
         df.lazy()
         .select(
             pl.col("id").cast(pl.String),
-            pl.col("src").cast(pl.String).map_batches(_clean_series, return_dtype=pl.String),
-            pl.col("tgt").cast(pl.String).map_batches(_clean_series, return_dtype=pl.String),
+            pl.col("src").cast(pl.String).map_batches(clean, return_dtype=pl.String),
+            pl.col("tgt").cast(pl.String).map_batches(clean, return_dtype=pl.String),
         )
         .with_columns(rule.alias("_dropped_by"))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,14 +44,28 @@ class TokenizerConfig:
                              f"{self.inject_placeholders}")
 
 
-def clean_text(text: str | None) -> str:
-    """NFKC-normalize and replace control/format characters with spaces; collapse whitespace."""
+_LINE_BREAKS = frozenset("\n\t")
+_SPACE_RUN = re.compile(r"[^\S\n\t]+")  # whitespace other than line breaks and tabs
+
+
+def clean_text(text: str | None, keep_line_breaks: bool = False) -> str:
+    """NFKC-normalize and replace control/format characters with spaces; collapse whitespace.
+
+    ``keep_line_breaks`` keeps ``\n`` and tabs (``\r\n`` becomes ``\n``) for corpora whose line breaks
+    are protected spans (software messages): masking, which runs after cleaning, then turns them into
+    placeholders the model learns to copy, as the translator does with a source's raw text.
+    """
     if not text:
         return ""
     text = unicodedata.normalize("NFKC", text)
+    if keep_line_breaks:
+        text = text.replace("\r\n", "\n")
     # Control characters (C0/C1, zero-width, bidi marks) carry no meaning for translation and
-    # confuse the subword model; tabs and newlines become plain spaces.
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    # confuse the subword model; tabs and newlines become plain spaces (unless kept).
+    text = "".join(ch if keep_line_breaks and ch in _LINE_BREAKS
+                   else " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    if keep_line_breaks:
+        return _SPACE_RUN.sub(" ", text).strip(" ")  # a final line break is part of the message
     return " ".join(text.split())
 
 

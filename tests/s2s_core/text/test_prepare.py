@@ -72,6 +72,16 @@ def test_clean_parallel_normalizes_like_clean_text():
     assert report["output_rows"] == 1
 
 
+def test_clean_parallel_can_keep_line_breaks_for_masking():
+    df = pl.DataFrame({"id": ["1", "2"], "src": ["Uso:\r\n  %s  [opciones]\n", "a\tb"],
+                       "tgt": ["Usage:\n  %s [options]\n", "a b"]})
+    out, _ = clean_parallel(df, PrepareConfig(max_length_ratio=None, keep_line_breaks=True))
+    # Runs of spaces collapse; line breaks, tabs and a final line break stay, so masking sees them.
+    assert out.rows() == [("1", "Uso:\n %s [opciones]\n", "Usage:\n %s [options]\n"), ("2", "a\tb", "a b")]
+    plain, _ = clean_parallel(df, PrepareConfig(max_length_ratio=None))
+    assert plain["src"].to_list() == ["Uso: %s [opciones]", "a b"]
+
+
 def test_clean_parallel_without_dedupe_keeps_repeats():
     df, _ = crafted_corpus()
     config = PrepareConfig(min_chars=2, max_chars=50, dedupe=False)

@@ -50,6 +50,11 @@ def test_clean_text_removes_control_characters_and_normalizes():
     assert clean_text(None) == "" and clean_text("  \t ") == ""
 
 
+def test_clean_text_can_keep_line_breaks():
+    assert clean_text("a\x00b\r\n\tc\u200b \u00a0 d\n", keep_line_breaks=True) == "a b\n\tc d\n"
+    assert clean_text(" \n ", keep_line_breaks=True) == "\n"
+
+
 def test_model_with_other_special_ids_is_rejected():
     import io
 
