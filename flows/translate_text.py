@@ -9,19 +9,22 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import fsspec
 
+from s2s_core.corpus.chunk import placeholder_counts, placeholder_rate
 from s2s_core.inference.package import load_package
 from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.textfile import WINDOW, nbest_lines, one_line, read_lines, translate_stream
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.registry.registry import resolve_model
 from s2s_core.storage import reveal
+from s2s_core.text.spans import find_spans
 from tasks.progress import progress_bar
 
 STDIO = "-"
@@ -52,6 +55,7 @@ def translate_text(job: TextJob) -> dict:
                                     protect=job.protect)
     statuses: Counter[str] = Counter()
     flags: Counter[str] = Counter()  # quality flags are counted in the summary; the text stays plain
+    spans: Counter[str] = Counter()  # the placeholder check, as the corpus manifest counts it
     lines = segments = 0
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -62,9 +66,21 @@ def translate_text(job: TextJob) -> dict:
             sink.flush()
             bar.advance(lines)
 
-        results = translate_stream(translator, read_lines(source, _name(job.input)), job.decode, job.window,
-                                   on_window=window_done)
+        def has_spans(text: str) -> bool:
+            return bool(find_spans(text, translator.check_rules))
+
+        pending: deque[str] = deque()  # the lines read and not yet translated (at most a window)
+
+        def remembered(lines: Iterator[str]) -> Iterator[str]:
+            for line in lines:
+                pending.append(line)
+                yield line
+
+        results = translate_stream(translator, remembered(read_lines(source, _name(job.input))), job.decode,
+                                   job.window, on_window=window_done)
         for index, translation in enumerate(results):
+            spans.update(placeholder_counts([pending.popleft()], [translation.status], [translation.flags],
+                                            has_spans))
             entries = (nbest_lines(index, translation) if job.decode.n_best > 1
                        else [one_line(translation.text)])
             sink.write("".join(f"{entry}\n" for entry in entries).encode("utf-8"))
@@ -76,7 +92,7 @@ def translate_text(job: TextJob) -> dict:
     return {"model": model_url, "input": job.input, "output": job.output, "precision": job.precision,
             "lines": lines,
             "statuses": dict(sorted(statuses.items())), "failed_rows": statuses.get("failed", 0),
-            "flags": dict(sorted(flags.items())),
+            "flags": dict(sorted(flags.items())), "placeholders": placeholder_rate(spans),
             "segments": segments, "seconds": round(seconds, 3),
             "lines_per_second": round(lines / seconds, 2) if seconds else 0.0}
 

@@ -10,6 +10,7 @@ import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from s2s_core.corpus.chunk import placeholder_counts, placeholder_rate
 from s2s_core.evaluation.report import (
     attention_heatmap_png,
     flag_quality,
@@ -22,7 +23,7 @@ from s2s_core.inference.package import WEIGHTS, load_package, read_package_confi
 from s2s_core.inference.textfile import translate_stream
 from s2s_core.storage import Store
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
-from s2s_core.text.spans import placeholder_agreement
+from s2s_core.text.spans import find_spans
 from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import EvaluateSection
@@ -60,6 +61,10 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
     report: dict = {"title": f"Evaluation: {title}", "model": model_url, "test_sets": {}, "figures": {},
                     "inputs": inputs, "key": key}
     statuses: Counter[str] = Counter()
+
+    def has_spans(text: str) -> bool:  # by the rules the translator checks rows with
+        return bool(find_spans(text, translator.check_rules))
+
     first_sources: list[str] = []
     for name, url in tests.items():
         frame = read_parallel(url, columns, opts).with_columns(pl.col("src").fill_null(""),
@@ -75,7 +80,8 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
             "source": url, "rows": len(out), "scores": scores, "decode": asdict(settings.decode),
             "precision": settings.precision,
             "statuses": dict(counts), "flags": flag_quality([t.flags for t in out], hyps, refs, FLAGS),
-            "placeholders": placeholder_agreement(sources, hyps),
+            "placeholders": placeholder_rate(placeholder_counts(sources, [t.status for t in out],
+                                                                [t.flags for t in out], has_spans)),
             "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in
                          list(zip(sources, refs, hyps, strict=True))[: settings.examples]],
         }

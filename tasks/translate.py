@@ -48,6 +48,7 @@ from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
+from s2s_core.text.spans import DEFAULT_RULES, find_spans
 from tasks.chunk_feed import FeedWriter
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
@@ -300,11 +301,17 @@ def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: s
 
         memory = translation_memory(config, pinned_numerics) if config.use_memory else None
         spec = job_spec(config)
+        rules = config.spans if config.protect else DEFAULT_RULES  # the rules the translator checks by
+
+        def has_spans(text: str) -> bool:
+            return bool(find_spans(text, rules))
+
         with FeedWriter(feed) as progress:
             for chunk in chunks:
                 try:
                     record = translate_chunk(spec, plan_fingerprint, chunk, load_translate,
-                                             retry_failed=config.retry_failed, memory=memory)
+                                             retry_failed=config.retry_failed, memory=memory,
+                                             has_spans=has_spans)
                 except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
                     run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
                     progress.put({"chunk": chunk.id, "error": f"{type(err).__name__}: {err}"})
@@ -339,6 +346,8 @@ def finalize(config: TranslateConfig, plan: JobPlan, this_run: dict) -> dict:
                     "run", staged)
     logger.info("verified %d rows in = %d rows out (%s) in %.1f s; manifest at %s", manifest["rows_in"],
                 manifest["rows_out"], _statuses(manifest["statuses"]), verify_seconds, summary["manifest"])
+    if manifest.get("placeholders"):
+        logger.info("placeholders: %s", _placeholders(manifest["placeholders"]))
     if manifest["failed_rows"]:
         logger.warning("%d rows failed to translate (out of memory even alone); the same command with "
                        "--retry-failed translates exactly those rows again", manifest["failed_rows"])
@@ -458,6 +467,14 @@ def _statuses(counts: dict) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
+def _placeholders(rate: dict) -> str:
+    """``placeholder_rate`` as a line: exact-match rate of rows with spans, and rows that invented some."""
+    if not rate["rows_with_spans"]:
+        return f"no source row holds a protected span; {rate['invented']} rows invented one"
+    return (f"{rate['exact']} of {rate['rows_with_spans']} rows with spans exact "
+            f"({100 * rate['rate']:.2f} %); {rate['invented']} rows without spans invented one")
+
+
 def _markdown(summary: dict) -> str:
     run = summary["this_run"]
     return "\n".join([
@@ -469,6 +486,7 @@ def _markdown(summary: dict) -> str:
         f"- since the last run: rows {summary['changes']['rows']}, chunks {summary['changes']['chunks']}",
         f"- decode: {summary['decode']}",
         f"- precision: {summary.get('precision')} (numerics {summary.get('numerics')})",
+        *([f"- placeholders: {_placeholders(rate)}"] if (rate := summary.get("placeholders")) else []),
         f"- this run: {run.get('chunks_translated', 0)} chunks translated, {run.get('chunks_skipped', 0)} "
         f"skipped, {run.get('rows_per_second', 0)} rows/s",
         f"- manifest: `{summary['manifest']}`"])

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -57,13 +57,43 @@ def flag_counts(flags: pa.Array) -> dict[str, int]:
     return dict(sorted(Counter(f for row in flags.to_pylist() for f in row or ()).items()))
 
 
+def placeholder_counts(texts: Sequence[str | None], statuses: Sequence[str],
+                       flags: Sequence[Sequence[str] | None],
+                       has_spans: Callable[[str], bool]) -> dict[str, int]:
+    """The placeholder exact-match counts of translated rows, as their per-row check saw them.
+
+    ``rows``: sources holding a protected span (``has_spans``: by the translator's rules); ``exact``:
+    those translated (``ok``/``truncated``) without a ``placeholder`` flag (a failed row holds no
+    span); ``invented``: sources without spans flagged all the same. ``placeholder_rate`` of the sums
+    is the figure reports give.
+    """
+    rows = exact = invented = 0
+    for text, status, row_flags in zip(texts, statuses, flags, strict=True):
+        flagged = "placeholder" in (row_flags or ())
+        if text and has_spans(text):
+            rows += 1
+            exact += status in ("ok", "truncated") and not flagged
+        elif flagged:
+            invented += 1
+    return {"rows": rows, "exact": exact, "invented": invented}
+
+
+def placeholder_rate(counts: Mapping[str, int]) -> dict:
+    """The placeholder exact-match rate of summed ``placeholder_counts``: ``rows_with_spans``, ``exact``,
+    ``rate`` (exact / rows_with_spans; None without any) and ``invented``."""
+    rows, exact = counts.get("rows", 0), counts.get("exact", 0)
+    return {"rows_with_spans": rows, "exact": exact, "rate": round(exact / rows, 4) if rows else None,
+            "invented": counts.get("invented", 0)}
+
+
 # Texts of a chunk (None for nulls) → one translated row per text, in order.
 Translate = Callable[[list[str | None]], Sequence[TranslatedRow]]
 
 
 def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
                     load_translate: Callable[[], Translate], retry_failed: bool = False,
-                    memory: TranslationMemory | None = None) -> dict:
+                    memory: TranslationMemory | None = None,
+                    has_spans: Callable[[str], bool] | None = None) -> dict:
     """Translate, write and commit one chunk; returns its marker record (``skipped`` if committed;
     ``commit_seconds``: how long the commit took).
 
@@ -71,12 +101,13 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
     load a model just to skip committed chunks; its time is recorded apart as ``load``. With
     ``retry_failed`` a committed chunk's ``failed`` rows (out of memory alone) are translated again.
     With a ``memory``, rows it holds are taken from it and only the others are translated
-    (``translate_texts``); the marker counts them under ``memory``.
+    (``translate_texts``); the marker counts them under ``memory``. With ``has_spans`` (whether a
+    source holds protected spans) the marker counts the placeholder check under ``spans``.
     """
     if commit.is_committed(spec.output, chunk.id):
         marker = commit.read_markers(spec.output, [chunk.id])[chunk.id]
         if retry_failed and marker["statuses"].get("failed"):
-            return retry_failed_rows(spec, chunk, marker, load_translate, memory)
+            return retry_failed_rows(spec, chunk, marker, load_translate, memory, has_spans)
         return {**marker, "skipped": True}
     started = time.perf_counter()
     table = read_chunk(spec.input, chunk)
@@ -107,6 +138,9 @@ def translate_chunk(spec: JobSpec, plan_fingerprint: str, chunk: Chunk,
               "committed_at": datetime.now(UTC).isoformat(timespec="seconds")}
     if done.memory is not None:
         record["memory"] = done.memory
+    if has_spans is not None:
+        record["spans"] = placeholder_counts(texts, done.columns["status"].to_pylist(),
+                                             done.columns["flags"].to_pylist(), has_spans)
     committed = commit.commit(spec.output, chunk.id, record)
     # The commit's own time is not in the marker (written by it): the caller's progress counts it.
     return {**record, "skipped": not committed, "commit_seconds": round(time.perf_counter() - finished, 4)}
@@ -224,7 +258,8 @@ def _total(table: pa.Table, column: str) -> int:
 
 
 def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate: Callable[[], Translate],
-                      memory: TranslationMemory | None = None) -> dict:
+                      memory: TranslationMemory | None = None,
+                      has_spans: Callable[[str], bool] | None = None) -> dict:
     """Translate a committed chunk's ``failed`` rows again and re-commit it; returns the new marker.
 
     The part is replaced in one atomic write (every other row unchanged), so readers see the old or
@@ -254,5 +289,9 @@ def retry_failed_rows(spec: JobSpec, chunk: Chunk, marker: dict, load_translate:
                           "seconds": round(time.perf_counter() - started, 4),
                           "at": datetime.now(UTC).isoformat(timespec="seconds"),
                           **({"memory": done.memory} if done.memory is not None else {})}}
+    if has_spans is not None:  # the retried rows' checks count now
+        every_text = chunk_texts(spec, chunk, table.column(spec.text_column))
+        record["spans"] = placeholder_counts(every_text, statuses, table.column("flags").to_pylist(),
+                                             has_spans)
     commit.recommit(spec.output, chunk.id, record)
     return {**record, "skipped": False}

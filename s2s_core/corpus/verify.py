@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from s2s_core.corpus import commit
+from s2s_core.corpus.chunk import placeholder_rate
 from s2s_core.corpus.columns import canonical_ids
 from s2s_core.corpus.commit import OUTPUT_COLUMNS
 from s2s_core.corpus.files import Chunk, is_chunk_id, iter_column, schema_to_text
@@ -52,7 +53,7 @@ REMOTE_WORKERS = 16  # concurrent reads from an object store: its latency, not C
 LOCAL_WORKERS = 4
 SECONDS = ("read", "load", "translate", "write", "total")
 # Per-chunk counters other steps add to markers ({"hits": 3, ...}); the manifest sums each by key.
-COUNTERS = ("memory", "flags")
+COUNTERS = ("memory", "flags", "spans")
 INDEX_SCHEMA = pa.schema([("chunk", pa.string()), ("part", pa.string()), ("file", pa.int32()),
                           ("start", pa.int64()), ("stop", pa.int64()), ("rows_in", pa.int64()),
                           ("rows_out", pa.int64()), ("statuses", pa.map_(pa.string(), pa.int64())),
@@ -140,7 +141,8 @@ def verify_output(spec: JobSpec, plan: JobPlan, this_run: dict | None = None,
         "rows_in": rows, "rows_out": totals.rows_out,
         "statuses": dict(sorted(totals.statuses.items())), "failed_rows": totals.statuses.get("failed", 0),
         "ids": ids, "source_tokens": totals.source_tokens, "target_tokens": totals.target_tokens,
-        **{name: dict(sorted(counts.items())) for name, counts in totals.counters.items()},
+        **{name: dict(sorted(counts.items())) for name, counts in totals.counters.items() if name != "spans"},
+        **({"placeholders": placeholder_rate(spans)} if (spans := totals.counters.get("spans")) else {}),
         "seconds": seconds,
         # Model-time throughput of one worker (sum over chunks): independent of worker count and
         # of time outside the model; this_run has the wall-clock view.

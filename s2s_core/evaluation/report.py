@@ -258,7 +258,7 @@ def render_markdown(report: Mapping[str, Any], max_examples: int = MAX_EXAMPLES,
                  "precision": "bf16",                            # optional: fp32, bf16 or int8
                  "statuses": {"ok": 2990, "truncated": 10},      # optional, per test set
                  "flags": <flag_quality output>,                 # optional, per test set
-                 "placeholders": <spans.placeholder_agreement output>,  # optional, per test set
+                 "placeholders": <corpus.chunk.placeholder_rate output>,  # optional, per test set
                  "examples": [{"src": "...", "ref": "...", "hyp": "..."}, ...]}},
          "statuses": {"ok": 5990, "truncated": 10, "empty": 0, "failed": 0},
          "figures": {"Training curve": "training_curve.png"}     # or a list of paths

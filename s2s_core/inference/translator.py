@@ -114,6 +114,11 @@ class Translator:
         self.protect = protect
         self.placeholder_ids = (torch.tensor(src_ids), torch.tensor(tgt_ids)) if src_ids and tgt_ids else None
 
+    @property
+    def check_rules(self) -> SpanRules:
+        """The span rules of the per-row placeholder check: the protected ones, else the defaults."""
+        return self.protect or DEFAULT_RULES
+
     def encode_sources(self, texts: Sequence[str | None]) -> tuple[list[list[int]], list[str]]:
         """Source ids capped at the model limit (EOS excluded) and each row's status."""
         return self._capped(self.tokenizers.src.encode([t or "" for t in texts]))
@@ -155,7 +160,7 @@ class Translator:
             result = merge(row, pieces[position:position + len(row.spans)], config)
             position += len(row.spans)
             checked = result.status in ("ok", "truncated")  # an empty or failed row has no text to check
-            rules = self.protect or DEFAULT_RULES
+            rules = self.check_rules
             if checked and shielded is not None:
                 # Before the spans are put back: the output's placeholders must be the source's, and
                 # no other span may appear (invented from ordinary pieces).

@@ -183,23 +183,3 @@ def span_counts(text: str, rules: SpanRules = DEFAULT_RULES) -> Counter[str]:
 def spans_match(source: str, translation: str, rules: SpanRules = DEFAULT_RULES) -> bool:
     """Whether a translation holds exactly the source's spans, each as often (in any order)."""
     return span_counts(source, rules) == span_counts(translation, rules)
-
-
-def placeholder_agreement(sources: Sequence[str], translations: Sequence[str],
-                          rules: SpanRules = DEFAULT_RULES) -> dict:
-    """The placeholder exact-match rate of a set of translations, beside BLEU in a report.
-
-    ``rows_with_spans``: sources holding any span; ``exact``: those whose translation holds exactly
-    their spans; ``rate``: exact / rows_with_spans (None without any); ``invented``: sources without
-    spans whose translation has some (the ``placeholder`` flag fires on both kinds of mismatch).
-    """
-    with_spans = exact = invented = 0
-    for source, translation in zip(sources, translations, strict=True):
-        want, got = span_counts(source, rules), span_counts(translation, rules)
-        if want:
-            with_spans += 1
-            exact += want == got
-        elif got:
-            invented += 1
-    rate = round(exact / with_spans, 4) if with_spans else None
-    return {"rows_with_spans": with_spans, "exact": exact, "rate": rate, "invented": invented}

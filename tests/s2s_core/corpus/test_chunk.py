@@ -63,3 +63,16 @@ def test_parts_record_segments_and_with_n_best_a_list_of_alternatives(tmp_path, 
     assert [len(alternatives) for alternatives in nbest] == [2, 2, 0, 0, 2]
     assert [alternatives[0]["text"] for alternatives in nbest if alternatives] == (
         [t for t, s in zip(out["translation"], out["status"], strict=True) if s == "ok"])
+
+
+def test_placeholder_counts_follow_the_row_flags_and_a_failed_row_is_not_exact():
+    from s2s_core.corpus.chunk import placeholder_counts, placeholder_rate
+    from s2s_core.text.spans import find_spans
+
+    texts = ["Open %s", "Save <b>%d</b> files", "Plain", "Plain too", "{0} left", "%s failed", None, ""]
+    statuses = ["ok", "ok", "ok", "ok", "truncated", "failed", "empty", "empty"]
+    flags = [[], ["placeholder"], ["placeholder"], ["repetition"], [], [], [], None]
+    counts = placeholder_counts(texts, statuses, flags, lambda t: bool(find_spans(t)))
+    assert counts == {"rows": 4, "exact": 2, "invented": 1}
+    assert placeholder_rate(counts) == {"rows_with_spans": 4, "exact": 2, "rate": 0.5, "invented": 1}
+    assert placeholder_rate({})["rate"] is None

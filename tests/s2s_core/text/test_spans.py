@@ -12,7 +12,6 @@ from s2s_core.text.spans import (
     SpanRules,
     find_spans,
     placeholder,
-    placeholder_agreement,
     protect,
     restore,
     spans_match,
@@ -133,11 +132,3 @@ def test_bad_span_rules_are_refused_clearly(kwargs, message):
 
 def test_placeholders_are_one_symbol_each_and_distinct():
     assert len(set(PLACEHOLDERS)) == MAX_PLACEHOLDERS and placeholder(0) == "⦅0⦆"
-
-
-def test_placeholder_agreement_counts_exact_rows_among_those_with_spans_and_invented_ones():
-    sources = ["Open %s", "Save <b>%d</b> files", "Plain", "Plain too", "{0} left"]
-    translations = ["Abrir %s", "Guardar %d archivos", "Llano %s", "También llano", "quedan {0}"]
-    assert placeholder_agreement(sources, translations) == {
-        "rows_with_spans": 3, "exact": 2, "rate": 0.6667, "invented": 1}
-    assert placeholder_agreement(["a"], ["b"])["rate"] is None
