@@ -280,7 +280,8 @@ def _translate_parquet(args: argparse.Namespace, options: dict) -> int:
 
     result = run_translation(config)
     keys = ("rows_in", "rows_out", "statuses", "failed_rows", "this_run", "verify_seconds", "manifest")
-    _print_json({k: result.get(k) for k in keys})
+    rate = {"placeholders": result["placeholders"]} if "placeholders" in result else {}
+    _print_json({k: result.get(k) for k in keys} | rate)
     return EXIT_FAILED_ROWS if result.get("statuses", {}).get("failed") else EXIT_OK
 
 
