@@ -152,8 +152,8 @@ def test_an_incremental_run_killed_midway_resumes_to_the_output_of_a_run_from_sc
     scratch = tmp_path / "scratch"
     assert trials.cli(trials.translate_args(trained["model"], corpus, scratch)) == 0
     reference = trials.read_parts(scratch)
-    markers = {p.name for p in scratch.glob("_done/*.json")}
-    stale = sorted({p.name for p in yesterday.glob("_done/*.json")} - markers)
+    markers = {p.name for p in scratch.glob("_done/[!.]*.json")}
+    stale = sorted({p.name for p in yesterday.glob("_done/[!.]*.json")} - markers)
     moments = (trials.Moment("commit-link", "os.link", "/_done/", 2),
                trials.Moment("manifest", "os.rename", "manifest.json"),
                trials.Moment("stale-removal", "os.remove", f"/_done/{stale[1]}"))
