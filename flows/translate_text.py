@@ -13,6 +13,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import fsspec
@@ -24,7 +25,7 @@ from s2s_core.inference.textfile import WINDOW, nbest_lines, one_line, read_line
 from s2s_core.inference.translator import DecodeConfig
 from s2s_core.registry.registry import resolve_model
 from s2s_core.storage import reveal
-from s2s_core.text.spans import find_spans
+from s2s_core.text.spans import has_spans
 from tasks.progress import progress_bar
 
 STDIO = "-"
@@ -66,9 +67,7 @@ def translate_text(job: TextJob) -> dict:
             sink.flush()
             bar.advance(lines)
 
-        def has_spans(text: str) -> bool:
-            return bool(find_spans(text, translator.check_rules))
-
+        spans_in = partial(has_spans, rules=translator.check_rules)  # as the per-row check finds spans
         pending: deque[str] = deque()  # the lines read and not yet translated (at most a window)
 
         def remembered(lines: Iterator[str]) -> Iterator[str]:
@@ -80,7 +79,7 @@ def translate_text(job: TextJob) -> dict:
                                    job.window, on_window=window_done)
         for index, translation in enumerate(results):
             spans.update(placeholder_counts([pending.popleft()], [translation.status], [translation.flags],
-                                            has_spans))
+                                            spans_in))
             entries = (nbest_lines(index, translation) if job.decode.n_best > 1
                        else [one_line(translation.text)])
             sink.write("".join(f"{entry}\n" for entry in entries).encode("utf-8"))

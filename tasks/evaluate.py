@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -23,7 +24,7 @@ from s2s_core.inference.package import WEIGHTS, load_package, read_package_confi
 from s2s_core.inference.textfile import translate_stream
 from s2s_core.storage import Store
 from s2s_core.text.prepare import PrepareConfig, read_parallel, write_parquet
-from s2s_core.text.spans import find_spans
+from s2s_core.text.spans import has_spans
 from s2s_core.text.tokenizer import EOS_ID
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import EvaluateSection
@@ -61,9 +62,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
     report: dict = {"title": f"Evaluation: {title}", "model": model_url, "test_sets": {}, "figures": {},
                     "inputs": inputs, "key": key}
     statuses: Counter[str] = Counter()
-
-    def has_spans(text: str) -> bool:  # by the rules the translator checks rows with
-        return bool(find_spans(text, translator.check_rules))
+    spans_in = partial(has_spans, rules=translator.check_rules)  # as the per-row check finds spans
 
     first_sources: list[str] = []
     for name, url in tests.items():
@@ -81,7 +80,7 @@ def evaluate_model(model_url: str, tests: dict[str, str], report_url: str, setti
             "precision": settings.precision,
             "statuses": dict(counts), "flags": flag_quality([t.flags for t in out], hyps, refs, FLAGS),
             "placeholders": placeholder_rate(placeholder_counts(sources, [t.status for t in out],
-                                                                [t.flags for t in out], has_spans)),
+                                                                [t.flags for t in out], spans_in)),
             "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in
                          list(zip(sources, refs, hyps, strict=True))[: settings.examples]],
         }

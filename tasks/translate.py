@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from prefect import task
@@ -48,7 +49,7 @@ from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
 from s2s_core.registry.registry import NoServingModel, resolve_model
 from s2s_core.storage import Store
-from s2s_core.text.spans import DEFAULT_RULES, find_spans
+from s2s_core.text.spans import DEFAULT_RULES, has_spans
 from tasks.chunk_feed import FeedWriter
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import TranslateConfig
@@ -301,17 +302,15 @@ def run_chunks(chunks: list[Chunk], config: TranslateConfig, plan_fingerprint: s
 
         memory = translation_memory(config, pinned_numerics) if config.use_memory else None
         spec = job_spec(config)
-        rules = config.spans if config.protect else DEFAULT_RULES  # the rules the translator checks by
-
-        def has_spans(text: str) -> bool:
-            return bool(find_spans(text, rules))
+        # The rules the translator's per-row check uses (Translator.check_rules), without loading it.
+        spans_in = partial(has_spans, rules=config.spans if config.protect else DEFAULT_RULES)
 
         with FeedWriter(feed) as progress:
             for chunk in chunks:
                 try:
                     record = translate_chunk(spec, plan_fingerprint, chunk, load_translate,
                                              retry_failed=config.retry_failed, memory=memory,
-                                             has_spans=has_spans)
+                                             has_spans=spans_in)
                 except Exception as err:  # noqa: BLE001 - the batch's other chunks still run and commit
                     run_logger().error("chunk %s failed: %s: %s", chunk.id, type(err).__name__, err)
                     progress.put({"chunk": chunk.id, "error": f"{type(err).__name__}: {err}"})
@@ -468,7 +467,8 @@ def _statuses(counts: dict) -> str:
 
 
 def _placeholders(rate: dict) -> str:
-    """``placeholder_rate`` as a line: exact-match rate of rows with spans, and rows that invented some."""
+    """``placeholder_rate`` as a line (the evaluation report has its own: that layer imports nothing, and
+    importing it here would load matplotlib into every translation worker)."""
     if not rate["rows_with_spans"]:
         return f"no source row holds a protected span; {rate['invented']} rows invented one"
     return (f"{rate['exact']} of {rate['rows_with_spans']} rows with spans exact "

@@ -180,6 +180,11 @@ def span_counts(text: str, rules: SpanRules = DEFAULT_RULES) -> Counter[str]:
     return Counter(s.text for s in find_spans(text, rules))
 
 
+def has_spans(text: str, rules: SpanRules = DEFAULT_RULES) -> bool:
+    """Whether ``text`` holds any protected span."""
+    return bool(find_spans(text, rules))
+
+
 def spans_match(source: str, translation: str, rules: SpanRules = DEFAULT_RULES) -> bool:
     """Whether a translation holds exactly the source's spans, each as often (in any order)."""
     return span_counts(source, rules) == span_counts(translation, rules)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from flows.cli import main
-from s2s_core.text.spans import find_spans
+from s2s_core.text.spans import has_spans
 from tests.faults.trials import read_parts, write_corpus
 from tests.flows.conftest import ROOT, tiny_config
 
@@ -39,7 +39,7 @@ def software_rows(n: int = 60) -> pl.DataFrame:
 
 def expected_rate(sources: list[str], flags: list[list[str]]) -> dict:
     """The rate as the manifest must give it, from the input and the parts' flags alone."""
-    with_spans = [bool(find_spans(s)) for s in sources]
+    with_spans = [has_spans(s) for s in sources]
     flagged = ["placeholder" in f for f in flags]
     rows = sum(with_spans)
     exact = sum(s and not f for s, f in zip(with_spans, flagged, strict=True))

@@ -67,12 +67,12 @@ def test_parts_record_segments_and_with_n_best_a_list_of_alternatives(tmp_path, 
 
 def test_placeholder_counts_follow_the_row_flags_and_a_failed_row_is_not_exact():
     from s2s_core.corpus.chunk import placeholder_counts, placeholder_rate
-    from s2s_core.text.spans import find_spans
+    from s2s_core.text.spans import has_spans
 
     texts = ["Open %s", "Save <b>%d</b> files", "Plain", "Plain too", "{0} left", "%s failed", None, ""]
     statuses = ["ok", "ok", "ok", "ok", "truncated", "failed", "empty", "empty"]
     flags = [[], ["placeholder"], ["placeholder"], ["repetition"], [], [], [], None]
-    counts = placeholder_counts(texts, statuses, flags, lambda t: bool(find_spans(t)))
+    counts = placeholder_counts(texts, statuses, flags, has_spans)
     assert counts == {"rows": 4, "exact": 2, "invented": 1}
     assert placeholder_rate(counts) == {"rows_with_spans": 4, "exact": 2, "rate": 0.5, "invented": 1}
     assert placeholder_rate({})["rate"] is None
