@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from s2s_core.inference.precision import prepare_model
 from s2s_core.model.constraints import PlaceholderBudget
 from s2s_core.model.search import beam_search, greedy_search
 from s2s_core.model.seq2seq import build_model
@@ -79,8 +80,9 @@ def test_placeholders_still_owed_at_the_length_limit_are_forced(beam):
 
 
 @pytest.mark.parametrize("beam", [1, 4])
-def test_constrained_search_is_batch_invariant(beam):
-    model, rows = untrained_model(5), sources(16, 5)
+@pytest.mark.parametrize("precision", ["fp32", "int8"])  # int8: weight-only, the quantized copy
+def test_constrained_search_is_batch_invariant(beam, precision):
+    model, rows = prepare_model(untrained_model(5), precision), sources(16, 5)
     together = search(model, rows, beam)
     for row, hyps in zip(rows, together, strict=True):
         alone = search(model, [row], beam)[0]
