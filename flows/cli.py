@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = _subcommand(sub, "retrain", "train a challenger and promote it only if it significantly "
                           "beats the serving model (exit 4 when rejected)", """\
   s2s retrain configs/bible-es-en.yaml
-  s2s retrain configs/tiny.yaml --set promotion.alpha=0.01 --set promotion.min_bleu_gain=0.5""")
+  s2s retrain configs/tiny.yaml --set promotion.alpha=0.01 --set promotion.min_bleu_gain=0.5
+  s2s retrain configs/bible-es-en.yaml --set train.init_from=champion   # warm start""")
     _add_pipeline_options(retrain, example_set="promotion.alpha=0.01",
                           run_id_default="name + config hash + date, so re-running the same day resumes")
     retrain.set_defaults(func=cmd_retrain)

@@ -17,6 +17,7 @@ from tasks.evaluate import evaluate_model
 from tasks.layout import RunLayout
 from tasks.tokenize import tokenize
 from tasks.train import train_model
+from tasks.warm_start import inherit_tokenizer, resolve_warm_start
 
 
 @flow(name="s2s-train", log_prints=True)
@@ -26,9 +27,13 @@ def train_flow(config: PipelineConfig) -> dict:
     get_run_logger().info("run %s in %s", layout.run_id, layout.root)
     storage.write_text(layout.config, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
                        **config.storage_options)
+    warm_start = resolve_warm_start(config, layout)  # before the data work: a misfit fails at once
     data = prepare_data(config, layout)
-    tokenizer = tokenize(data["train"], config.tokenizer, layout.tokenizer, config.storage_options)
-    trained = train_model(config, data, tokenizer["url"], layout)
+    if warm_start:
+        tokenizer = inherit_tokenizer(warm_start, layout.tokenizer, config.storage_options)
+    else:
+        tokenizer = tokenize(data["train"], config.tokenizer, layout.tokenizer, config.storage_options)
+    trained = train_model(config, data, tokenizer["url"], layout, warm_start)
     evaluation = evaluate_model(trained["model"], data["test"], layout.reports, config.evaluate,
                                 config.storage_options)
     return {"run": layout.root, "model": trained["model"], "report": evaluation["markdown"],

@@ -40,6 +40,11 @@ class RunLayout:
         return join(self.root, "logs")
 
     @property
+    def warm_start(self) -> str:
+        """The package a warm-started run began from, fixed at its first start (``train.init_from``)."""
+        return join(self.root, "warm_start.json")
+
+    @property
     def config(self) -> str:
         return join(self.root, "config.yaml")
 

@@ -152,12 +152,14 @@ def relay_output(lines: Iterable[str], on_event: Callable[[str, dict], None],
 # Retried on transient storage errors like every I/O task: a retry resumes from the last checkpoint
 # exactly (weights, optimizer, schedule, RNG, data position), so it finishes as an unbroken run would.
 @task(name="train", **IO_RETRIES)
-def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout) -> dict:
-    """Train (or resume) and write the model package with the best dev-BLEU weights."""
+def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: RunLayout,
+                warm_start: str | None = None) -> dict:
+    """Train (or resume) and write the model package with the best dev-BLEU weights; ``warm_start``:
+    the package whose weights a fresh start begins from."""
     job = TrainingJob(model=config.model.to_dict(), train=asdict(config.train), tokenizer_url=tokenizer_url,
                       train_url=data["train"], dev_url=data["dev"], checkpoint_dir=layout.checkpoints,
                       logs_dir=layout.logs, storage_options=config.storage_options,
-                      source_language=config.data.source_language)
+                      source_language=config.data.source_language, warm_start=warm_start)
     progress = TrainProgress(config.train, layout.run_id)
     try:
         if config.distributed.processes > 1:
@@ -166,11 +168,11 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
             run_job(job, progress)
     finally:
         progress.close()
-    return write_package(config, layout, tokenizer_url, data, progress.resumed_from)
+    return write_package(config, layout, tokenizer_url, data, progress.resumed_from, warm_start)
 
 
 def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str, data: dict,
-                  resumed_from: int | None) -> dict:
+                  resumed_from: int | None, warm_start: str | None = None) -> dict:
     """Package the best checkpoint's weights (the last one when there was no dev evaluation)."""
     opts = config.storage_options
     checkpoints = Store(layout.checkpoints, opts)
@@ -183,7 +185,7 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
     save_package(url, model, tokenizers, weights=weights, storage_options=opts,
                  metrics={"history": last["history"], "state": state, "prepare": data.get("report", {})},
                  extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id,
-                        "source_language": config.data.source_language})
+                        "source_language": config.data.source_language, "warm_start": warm_start})
     run_logger().info("model package written to %s", url)
     return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
-            "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from}
+            "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from, "warm_start": warm_start}

@@ -23,11 +23,13 @@ from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.model.seq2seq import ModelConfig, build_model, count_parameters
 from s2s_core.storage import Store, reveal
 from s2s_core.text.prepare import read_parquet
+from s2s_core.training.checkpoint import LAST
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.data import make_examples
 from s2s_core.training.distributed import ProcessGroup, process_group_from_env
 from s2s_core.training.state import TrainState
 from s2s_core.training.trainer import Trainer
+from s2s_core.training.warm_start import load_warm_start
 
 EVENT_PREFIX = "S2S_EVENT "
 STORAGE_OPTIONS_ENV = "S2S_TRAIN_STORAGE_OPTIONS"
@@ -46,6 +48,7 @@ class TrainingJob:
     logs_dir: str  # the history goes to train.jsonl in it
     storage_options: dict[str, Any] = field(default_factory=dict)
     source_language: str = DEFAULT_LANGUAGE  # sentence rules for over-long dev inputs
+    warm_start: str | None = None  # a package whose weights a fresh start begins from
 
     def to_json(self) -> str:
         """The job for the ranks' job file: without its storage options, which may hold credentials
@@ -76,10 +79,13 @@ def run_job(job: TrainingJob, on_event: Callable[[str, dict], None],
                                       model_config.max_src_len, model_config.max_tgt_len)
     torch.manual_seed(train_config.seed)  # the same job gives the same initial weights on every rank
     model = build_model(model_config)
+    checkpoints = Store(job.checkpoint_dir, opts)
+    if job.warm_start and not checkpoints.exists(LAST):  # a resumed run has its own weights
+        load_warm_start(model, job.warm_start, opts)
     on_event("model", {"parameters": count_parameters(model), "skipped_pairs": skipped,
                        "rnn_type": model_config.rnn_type, "attention": model_config.attention})
     trainer = Trainer(model, tokenizers, train_config, examples, dev["src"].to_list(), dev["tgt"].to_list(),
-                      checkpoints=Store(job.checkpoint_dir, opts), on_event=on_event, group=group,
+                      checkpoints=checkpoints, on_event=on_event, group=group,
                       logs=Store(job.logs_dir, opts), source_language=job.source_language)
     return trainer.fit(resume=True)
 

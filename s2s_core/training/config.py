@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from s2s_core.configs import dataclass_from_dict
+from s2s_core.training.schedule import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,9 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
-    schedule: str = "inverse_sqrt"  # inverse_sqrt | plateau | constant
+    # inverse_sqrt | plateau | constant | linear | cosine; the last two decay to zero at the end of the
+    # budget (max_steps, max_epochs or max_minutes, whichever is reached first), after the warm-up.
+    schedule: str = "inverse_sqrt"
     warmup_steps: int = 500
     plateau_factor: float = 0.5
     plateau_patience: int = 2
@@ -33,10 +36,17 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     seed: int = 1234
+    # Warm start: "champion" (the serving model of this name) or a model package URL. Training begins
+    # from its weights with its tokenizer and a fresh optimizer; resolved by the pipeline, not the trainer.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
             raise ValueError("set at least one of max_steps, max_epochs or max_minutes")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ValueError('init_from must be "champion" or a model package URL')
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
         if self.average_decay is not None and not 0.0 < self.average_decay < 1.0:

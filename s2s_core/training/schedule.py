@@ -1,18 +1,23 @@
-"""Learning-rate schedules with linear warm-up: inverse square root, reduce-on-plateau, constant."""
+"""Learning-rate schedules with linear warm-up: inverse square root, reduce-on-plateau, constant, and
+budget-aware linear or cosine decay that reaches zero exactly where the training budget ends."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-SCHEDULES = ("inverse_sqrt", "plateau", "constant")
+SCHEDULES = ("inverse_sqrt", "plateau", "constant", "linear", "cosine")
+BUDGET_SCHEDULES = ("linear", "cosine")  # decay with the share of the budget spent, to zero at its end
 
 
 @dataclass
 class LRSchedule:
-    """Learning rate as a function of the step, plus a plateau factor driven by dev scores.
+    """Learning rate as a function of the step and of the budget spent, plus a plateau factor driven by
+    dev scores.
 
-    All state lives in plain fields so ``state_dict`` round-trips exactly on resume.
+    All state lives in plain fields so ``state_dict`` round-trips exactly on resume; the budget spent
+    is not state here but read from the restored ``TrainState`` (``state.budget_spent``), so a resumed
+    run continues the decay where the interrupted one left it.
     """
 
     base_lr: float
@@ -29,10 +34,16 @@ class LRSchedule:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.kind!r}")
 
-    def lr(self, step: int) -> float:
-        """Learning rate for optimizer step ``step`` (1-based)."""
+    def lr(self, step: int, spent: float = 0.0) -> float:
+        """Learning rate for optimizer step ``step`` (1-based), ``spent`` the share of the training budget
+        used before it (0–1; only the budget-aware schedules read it)."""
         step = max(step, 1)
         warm = min(1.0, step / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        if self.kind in BUDGET_SCHEDULES:
+            left = 1.0 - min(max(spent, 0.0), 1.0)
+            decay = left if self.kind == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
+            # No floor: the point of these schedules is a rate of zero at the budget's end.
+            return self.base_lr * warm * decay * self.scale
         if self.kind == "inverse_sqrt" and self.warmup_steps > 0 and step > self.warmup_steps:
             warm = math.sqrt(self.warmup_steps / step)
         return max(self.min_lr, self.base_lr * warm * self.scale)

@@ -37,3 +37,22 @@ def stop_reason(config: TrainConfig, state: TrainState) -> str | None:
     if c.patience is not None and s.evals_without_improvement >= c.patience:
         return "early_stopping"
     return None
+
+
+def budget_spent(config: TrainConfig, state: TrainState, batches_per_epoch: int) -> float:
+    """The share of the training budget used so far (0–1): the furthest along of the steps
+    (``max_steps``), the epochs (``max_epochs``) and the wall clock (``max_minutes``), whichever is set.
+
+    Training stops when one of them reaches 1, so a schedule that decays with this share reaches zero at
+    the stop, whichever bound ends the run. It reads only ``TrainState``, which every checkpoint holds:
+    a resumed run goes on from the share the interrupted one had reached.
+    """
+    c, s = config, state
+    shares = [0.0]
+    if c.max_steps:
+        shares.append(s.step / c.max_steps)
+    if c.max_epochs:
+        shares.append((s.epoch + s.batch_in_epoch / max(batches_per_epoch, 1)) / c.max_epochs)
+    if c.max_minutes:
+        shares.append(s.elapsed_seconds / (c.max_minutes * 60))
+    return min(1.0, max(shares))

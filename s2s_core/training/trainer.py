@@ -31,7 +31,7 @@ from s2s_core.training.distributed import ProcessGroup, all_reduce_sum, broadcas
 from s2s_core.training.history import brief, write_history
 from s2s_core.training.loss import smoothed_cross_entropy
 from s2s_core.training.schedule import LRSchedule
-from s2s_core.training.state import TrainState, stop_reason
+from s2s_core.training.state import TrainState, budget_spent, stop_reason
 from s2s_core.training.validation import Validator
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class Trainer:
         self.state = TrainState()
         self.history: list[dict] = []
         self._last_tick = 0.0
+        self._batches_per_epoch = 1  # of the current epoch: the epochs' share of the budget
+        self._last_lr = 0.0  # the rate of the last optimizer step (logged)
 
     # ---------------------------------------------------------------- the loop
     def fit(self, resume: bool = True) -> TrainState:
@@ -88,7 +90,7 @@ class Trainer:
         if resume:
             self.resume()
         c, s = self.config, self.state
-        batches = self.data.epoch_batches(s.epoch)
+        batches = self._epoch_batches(s.epoch)
         self._emit("start", {"step": s.step, "batches_per_epoch": len(batches), "examples": len(self.data),
                              "device": str(self.device), "processes": self.group.world_size})
         window = _LossWindow(self.clock())
@@ -97,13 +99,13 @@ class Trainer:
             if self.data.epoch_done(batches, s.batch_in_epoch):
                 # Only after resuming with more processes: the epoch's rest cannot feed them all.
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-                batches = self.data.epoch_batches(s.epoch)
+                batches = self._epoch_batches(s.epoch)
                 continue
             loss, tokens, stepped = self.train_step(batches[s.batch_in_epoch + self.group.rank])
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + self.group.world_size
             if self.data.epoch_done(batches, s.batch_in_epoch):
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-                batches = self.data.epoch_batches(s.epoch)
+                batches = self._epoch_batches(s.epoch)
             now = self._tick()
             if stepped:
                 window.add(loss, tokens)
@@ -113,7 +115,7 @@ class Trainer:
             if c.eval_every and s.step % c.eval_every == 0 and self.validator.enabled:
                 record.update(self._timed_evaluation(now))
             if record:
-                self._record({**record, "step": s.step, "epoch": s.epoch, "lr": self.schedule.lr(s.step),
+                self._record({**record, "step": s.step, "epoch": s.epoch, "lr": self._last_lr,
                               "elapsed_seconds": round(s.elapsed_seconds, 2)})
             self.on_event("step", {"step": s.step})
             if "dev_bleu" in record or (c.checkpoint_every and s.step % c.checkpoint_every == 0):
@@ -148,8 +150,10 @@ class Trainer:
         # Normalise by the tokens of all ranks' batches: DDP's gradient average (÷ world size)
         # then equals the gradient of the mean loss over the global batch.
         global_tokens = all_reduce_sum(tokens, self.group, self.device)
+        self._last_lr = self.schedule.lr(self.state.step + 1,
+                                         budget_spent(self.config, self.state, self._batches_per_epoch))
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.state.step + 1)
+            group["lr"] = self._last_lr
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * self.group.world_size / global_tokens).backward()
         global_loss = all_reduce_sum(float(loss.detach()), self.group, self.device)
@@ -165,6 +169,11 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return global_loss, int(global_tokens), finite
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        batches = self.data.epoch_batches(epoch)
+        self._batches_per_epoch = len(batches)
+        return batches
 
     def _count_nonfinite(self, stepped: bool, loss: float) -> None:
         """Skip a bad step with a warning; stop after ``MAX_NONFINITE_STEPS`` of them in a row."""

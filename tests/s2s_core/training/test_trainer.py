@@ -1,3 +1,4 @@
+import math
 import time
 
 import pytest
@@ -8,6 +9,7 @@ from s2s_core.storage import Store
 from s2s_core.training.checkpoint import LAST, load_checkpoint
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.schedule import LRSchedule
+from s2s_core.training.state import TrainState, budget_spent
 from s2s_core.training.trainer import Trainer
 from tests.s2s_core.conftest import reverse_examples, reverse_model_config
 from tests.s2s_core.synthetic import reverse_pairs, reverse_tokenizers
@@ -189,3 +191,82 @@ def test_inverse_sqrt_and_plateau_schedules():
     restored = LRSchedule(1.0, "plateau", warmup_steps=0)
     restored.load_state_dict(plateau.state_dict())
     assert restored.lr(10) == plateau.lr(10)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_budget_schedules_decay_to_zero_after_the_warm_up(kind):
+    schedule = LRSchedule(1.0, kind, warmup_steps=10)
+    assert schedule.lr(5, 0.0) == pytest.approx(0.5)  # warm-up as in every schedule
+    assert schedule.lr(10, 0.0) == pytest.approx(1.0)
+    assert schedule.lr(500, 0.5) == pytest.approx(0.5)  # halfway: half the rate (cosine too, by symmetry)
+    expected = 0.75 if kind == "linear" else 0.5 * (1 + math.cos(math.pi * 0.25))
+    assert schedule.lr(500, 0.25) == pytest.approx(expected)
+    assert schedule.lr(900, 1.0) == 0.0  # no floor: zero at the budget's end
+    assert schedule.lr(900, 1.5) == 0.0
+    assert LRSchedule(1.0, "inverse_sqrt", warmup_steps=10).lr(10, 0.9) == 1.0  # others ignore the budget
+
+
+def test_budget_spent_is_the_bound_furthest_along():
+    state = TrainState(step=50, epoch=1, batch_in_epoch=25, elapsed_seconds=90.0)
+    assert budget_spent(TrainConfig(max_steps=200), state, 100) == pytest.approx(0.25)
+    assert budget_spent(TrainConfig(max_epochs=5), state, 100) == pytest.approx(0.25)
+    assert budget_spent(TrainConfig(max_minutes=2), state, 100) == pytest.approx(0.75)
+    assert budget_spent(TrainConfig(max_steps=200, max_epochs=2, max_minutes=10), state, 100) == \
+        pytest.approx(0.625)  # the epochs: 1.25 of 2
+    assert budget_spent(TrainConfig(max_steps=40), state, 100) == 1.0
+
+
+def test_config_rejects_an_unknown_schedule():
+    with pytest.raises(ValueError, match="schedule must be one of .*linear, cosine"):
+        TrainConfig(max_steps=1, schedule="linear_decay")
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_budget_decay_ends_at_zero_on_the_time_budget_and_resumes_exactly(tmp_path, one_cpu_thread, kind):
+    """Under ``max_minutes`` the rate follows the share of the time spent: it is zero where the budget
+    ends, and a run crashed and resumed takes the same rates (and weights) as an uninterrupted one."""
+    tokenizers = reverse_tokenizers()
+    examples = reverse_examples(tokenizers, 300, seed=3)
+    budget_seconds, warmup = 30, 5  # one fake second a step, a 30-second budget
+
+    def trainer_for(directory, crash_at=None):
+        clock = StepClock(1.0)  # a fresh process: its clock starts at 0 whatever was spent before
+
+        def crash(kind, record):
+            if kind == "step" and record["step"] == crash_at:
+                raise SimulatedCrash("killed")
+
+        trainer = make_trainer(tokenizers, examples, None, str(directory), on_event=crash, clock=clock,
+                               max_minutes=budget_seconds / 60, schedule=kind, warmup_steps=warmup,
+                               eval_every=0, log_every=1)
+        step = trainer.train_step
+
+        def timed_step(batch):  # the second passes inside the step, as a real one's time does
+            result = step(batch)
+            clock.now += clock.seconds_per_step
+            return result
+
+        trainer.train_step = timed_step
+        return trainer
+
+    reference = trainer_for(tmp_path / "reference")
+    state = reference.fit()
+    assert state.stop_reason == "max_minutes" and state.step == budget_seconds
+    rates = [r["lr"] for r in reference.history if "lr" in r]
+    assert len(rates) == state.step
+    for step, rate in enumerate(rates, start=1):  # step k's rate: k - 1 of the 30 seconds spent
+        left = 1 - (step - 1) / budget_seconds
+        decay = left if kind == "linear" else 0.5 * (1 - math.cos(math.pi * left))
+        assert rate == pytest.approx(2e-3 * min(1.0, step / warmup) * decay), step
+    assert rates[-1] > 0.0
+    assert reference.schedule.lr(state.step + 1, budget_spent(reference.config, state, 1)) == 0.0
+
+    with pytest.raises(SimulatedCrash):
+        trainer_for(tmp_path / "crashed", crash_at=15).fit()
+    assert load_checkpoint(f"{tmp_path / 'crashed'}/{LAST}")["state"]["step"] == 12  # checkpoint_every 6
+    resumed = trainer_for(tmp_path / "crashed")
+    resumed.fit()
+    assert resumed.state.step == state.step
+    assert [r["lr"] for r in resumed.history if "lr" in r] == rates
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
