@@ -4,4 +4,4 @@ Layers, each importing only those before it: storage, device → text → model 
 evaluation, training; corpus (storage only, no torch) and registry (storage, inference packages).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -152,8 +152,12 @@ class Translator:
         (lines, then sentences: ``segment``) and joined back with the row's own whitespace; only a
         sentence that is itself over the limit is truncated.
         """
-        shielded = [protect(t or "", self.protect) for t in texts] if self.protect is not None else None
-        rows, ids = self.segment([s.text for s in shielded] if shielded is not None else texts)
+        # A row's leading and trailing whitespace is not the model's to translate: it is cut off and
+        # put back verbatim ("Changed to ", a message ending in a line break: msgfmt -c checks both).
+        edges = [split_edges(t or "") for t in texts]
+        cores = [core for _, core, _ in edges]
+        shielded = [protect(c, self.protect) for c in cores] if self.protect is not None else None
+        rows, ids = self.segment([s.text for s in shielded] if shielded is not None else cores)
         pieces = self._translate_ids(ids, config)
         out, position = [], 0
         for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
@@ -169,6 +173,7 @@ class Translator:
             if shielded is not None and shielded[i].spans:
                 result = restored(result, shielded[i].spans)
             if checked:
+                result = with_edges(result, edges[i][0], edges[i][2])
                 # After: each span's bytes are back, but a neighbour can change how it reads (a URL
                 # run on into the next word is a broken link): the row is checked as it will be read.
                 result = replace(result, flags=with_placeholder_check(result.flags, text or "", result.text,
@@ -297,6 +302,23 @@ def best_combinations(row: Segmented, pieces: Sequence[Translation], n: int) -> 
         score = sum(s * w for ((_, s), _), w in zip(chosen, weights, strict=True)) / sum(weights)
         out.append((row.join([text for (text, _), _ in chosen]), score))
     return out
+
+
+def split_edges(text: str) -> tuple[str, str, str]:
+    """``text`` as (leading whitespace, the rest stripped, trailing whitespace)."""
+    core = text.strip()
+    if not core:
+        return "", "", ""
+    start = len(text) - len(text.lstrip())
+    return text[:start], core, text[start + len(core):]
+
+
+def with_edges(result: Translation, lead: str, trail: str) -> Translation:
+    """``result`` (and its alternatives) between the source row's own leading and trailing whitespace."""
+    if not lead and not trail:
+        return result
+    nbest = [(lead + text + trail, score) for text, score in result.nbest] if result.nbest else result.nbest
+    return replace(result, text=lead + result.text + trail, nbest=nbest)
 
 
 def restored(result: Translation, spans: Sequence[str]) -> Translation:

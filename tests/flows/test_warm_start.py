@@ -15,9 +15,10 @@ from tasks.warm_start import resolve_warm_start
 from tests.flows.conftest import tiny_config
 from tests.flows.test_retrain_flow import RETRAIN
 
-# lr 0 (linear: no floor) and no weight decay: the optimizer moves nothing, so the package holds the weights it began from.
-FROZEN = ["train.max_steps=2", "train.lr=0", "train.schedule=linear", "train.eval_every=0", "evaluate.heatmaps=0",
-          "evaluate.n_bootstrap=50"]
+# lr 0 (the linear schedule has no floor) and no weight decay: the optimizer moves nothing, so the
+# package holds the weights the run began from.
+FROZEN = ["train.max_steps=2", "train.lr=0", "train.schedule=linear", "train.eval_every=0",
+          "evaluate.heatmaps=0", "evaluate.n_bootstrap=50"]
 
 
 @pytest.fixture(scope="module")

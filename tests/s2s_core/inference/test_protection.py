@@ -87,3 +87,17 @@ def test_protection_needs_the_placeholder_symbols():
         Translator(model, tokenizers, torch.device("cpu"), protect=DEFAULT_RULES)
     src, _ = reverse_pairs(3, seed=0)
     assert len(Translator(model, tokenizers, torch.device("cpu")).translate(src)) == 3  # still fine without
+
+
+def test_a_final_line_break_stays_at_the_end(translator_parts):
+    """A message's edges are cut off before protection: a final line break cannot be moved inside it
+    (msgfmt -c: "msgid and msgstr entries do not both end with '\\n'"), nor leading spaces lost."""
+    model, tokenizers = translator_parts
+    translator = Translator(model, tokenizers, torch.device("cpu"), protect=DEFAULT_RULES)
+    rows = [r + "\n" for r in messages(30, seed=4)] + ["\n" + r for r in messages(10, seed=5)]
+    rows += ["  abrir %s: ", "\tguardar el archivo\n  "]
+    results = translator.translate(rows, DecodeConfig(beam_size=2))
+    for row, result in zip(rows, results, strict=True):
+        assert result.status == "ok"
+        lead, trail = row[:len(row) - len(row.lstrip())], row[len(row.rstrip()):]
+        assert result.text.startswith(lead) and result.text.endswith(trail), (row, result.text)

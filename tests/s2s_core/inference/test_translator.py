@@ -37,7 +37,7 @@ class CountingTranslator(Translator):
 def test_order_and_duplicates(reverse_task, beam):
     translator = CountingTranslator(reverse_task.model, reverse_task.tokenizers)
     # The last row differs from the first only in whitespace: the same ids after cleaning.
-    texts = ["a b c", "d e f g h", "a b c", "", "l k", " a  b\tc "]
+    texts = ["a b c", "d e f g h", "a b c", "", "l k", "a  b\tc"]
     # A small token budget spreads the rows over several length-sorted batches.
     out = translator.translate(texts, DecodeConfig(beam_size=beam, max_tokens=12))
     assert [t.text for t in out] == ["c b a", "h g f e d", "c b a", "", "k l", "c b a"]
@@ -99,3 +99,18 @@ def test_decode_config_validation():
         DecodeConfig(beam_size=0)
     with pytest.raises(ValueError, match="n_best"):
         DecodeConfig(beam_size=2, n_best=3)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_rows_leading_and_trailing_whitespace_comes_back_verbatim(reverse_task, beam):
+    """UI strings are concatenated ("Changed to " + value) and msgfmt -c checks that a message and its
+    translation both begin and end with a line break or not: the row's edges are not the model's."""
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    rows = ["  a b c\n", "\ta b", "a b c  ", "a b c", "a b\nd e f\n\n", " \t "]
+    out = translator.translate(rows, DecodeConfig(beam_size=beam, n_best=beam))
+    assert [t.text for t in out] == ["  c b a\n", "\tb a", "c b a  ", "c b a", "b a\nf e d\n\n", ""]
+    assert out[0].src_tokens == out[2].src_tokens == out[3].src_tokens  # the same sentence inside
+    assert out[-1].status == "empty"
+    if beam > 1:
+        assert all(text.startswith("  ") and text.endswith("\n") for text, _ in out[0].nbest)
+        assert all(text.startswith("\t") for text, _ in out[1].nbest)
