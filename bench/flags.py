@@ -68,12 +68,60 @@ def calibrate(package, translator, src: list[str], ref: list[str], beam: int) ->
                                             for x in (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}}
 
 
+SHARES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # flagged shares at which each signal's threshold is tried
+
+
+def row_signals(package, translator, src: list[str], ref: list[str], beam: int) -> list[dict]:
+    """Per translated row: sentence chrF against the reference and each candidate signal."""
+    from sacrebleu.metrics import CHRF
+
+    tok, chrf, config = package.tokenizers, CHRF(), DecodeConfig(beam_size=beam)
+    out = translator.translate(src, config)
+    rows = [(t, r) for t, r in zip(out, ref, strict=True) if t.src_tokens]
+    signals = []
+    for start in range(0, len(rows), 64):  # the search's own coverage, searched again in batches of 64
+        batch = rows[start:start + 64]
+        searched = translator._search([t.src_tokens + [EOS_ID] for t, _ in batch], config)
+        for (t, r), (hyp, *_) in zip(batch, searched, strict=True):
+            cover = qf.min_word_coverage(tok.src.pieces(t.src_tokens), hyp.coverage.tolist())
+            signals.append({"chrf": chrf.sentence_score(t.text, [r]).score, "mean_log_prob": t.score,
+                            "min_word_coverage": cover if cover is not None else float("inf"),
+                            "ratio": len(t.tokens) / max(1, len(t.src_tokens))})
+    return signals
+
+
+def separation(signals: list[dict], name: str, low_is_bad: bool = True) -> list[dict]:
+    """For each share in ``SHARES``: the threshold that flags that share of rows by ``name``, the mean
+    chrF of the flagged rows and of the others, and the precision: the share of flagged rows that are
+    among the set's worst quarter by sentence chrF (a random flag's precision is 0.25)."""
+    ordered = sorted(signals, key=lambda row: row[name], reverse=not low_is_bad)
+    worst = {id(row) for row in sorted(signals, key=lambda row: row["chrf"])[:len(signals) // 4]}
+    out = []
+    for share in SHARES:
+        k = max(1, round(share * len(ordered)))
+        flagged, others = ordered[:k], ordered[k:]
+        out.append({"share": share, "threshold": round(ordered[k - 1][name], 4), "rows": k,
+                    "chrf": round(sum(r["chrf"] for r in flagged) / k, 2),
+                    "others_chrf": round(sum(r["chrf"] for r in others) / max(1, len(others)), 2),
+                    "precision": round(sum(id(r) in worst for r in flagged) / k, 3)})
+    return out
+
+
 def measure(translator, src: list[str], ref: list[str], beam: int) -> dict:
     started = time.perf_counter()
     out = translator.translate(src, DecodeConfig(beam_size=beam))
     seconds = time.perf_counter() - started
-    return {"beam": beam, "rows": len(out), "seconds": round(seconds, 2),
-            "flags": flag_quality([t.flags for t in out], [t.text for t in out], ref, qf.FLAGS)}
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    sentence = [chrf.sentence_score(t.text, [r]).score for t, r in zip(out, ref, strict=True)]
+    worst = set(sorted(range(len(out)), key=sentence.__getitem__)[:len(out) // 4])
+    quality = flag_quality([t.flags for t in out], [t.text for t in out], ref, qf.FLAGS)
+    for name, entry in quality.items():  # the share of flagged rows among the worst quarter by chrF
+        hit = [i for i, t in enumerate(out) if (bool(t.flags) if name == "any" else name in t.flags)]
+        entry["precision"] = round(sum(i in worst for i in hit) / len(hit), 3) if hit else None
+        entry["share"] = round(len(hit) / len(out), 4)
+    return {"beam": beam, "rows": len(out), "seconds": round(seconds, 2), "flags": quality}
 
 
 def main() -> None:
@@ -82,6 +130,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Parquet with src and tgt columns")
     parser.add_argument("--beam", type=int, nargs="+", default=[1, 5], help="beam sizes (1 = greedy)")
     parser.add_argument("--calibrate", action="store_true", help="print threshold distributions instead")
+    parser.add_argument("--separation", action="store_true",
+                        help="per candidate signal (mean token log-prob, least word coverage, length "
+                             "ratio): thresholds at several flagged shares, chrF flagged vs others, "
+                             "precision")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     table = pq.read_table(args.data, columns=["src", "tgt"])
@@ -93,6 +145,12 @@ def main() -> None:
                     "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()}}
     if args.calibrate:
         result["calibration"] = calibrate(package, translator, src, ref, args.beam[0])
+    elif args.separation:
+        signals = row_signals(package, translator, src, ref, args.beam[0])
+        result["separation"] = {
+            "mean_log_prob": separation(signals, "mean_log_prob"),
+            "min_word_coverage": separation(signals, "min_word_coverage"),
+            "ratio_low": separation(signals, "ratio"), "ratio_high": separation(signals, "ratio", False)}
     else:
         result["runs"] = [measure(translator, src, ref, beam) for beam in args.beam]
     result["machine"]["load_after"] = os.getloadavg()

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from s2s_core.text.spans import DEFAULT_RULES, SpanRules, spans_match
 
 LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY = "length_ratio", "repetition", "low_attention", "copy"
-PLACEHOLDER = "placeholder"
-FLAGS = (LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY, PLACEHOLDER)  # canonical order of a row's flags
+LOW_CONFIDENCE, PLACEHOLDER = "low_confidence", "placeholder"
+# The canonical order of a row's flags.
+FLAGS = (LOW_CONFIDENCE, LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY, PLACEHOLDER)
 WORD_START = "▁"  # SentencePiece's word-boundary mark
 
 
@@ -40,6 +41,7 @@ WORD_START = "▁"  # SentencePiece's word-boundary mark
 class FlagThresholds:
     """Where each rule fires; see the module docstring for what each value means."""
 
+    min_mean_log_prob: float = -1.0
     min_ratio: float = 0.5
     max_ratio: float = 2.0
     ratio_min_tokens: int = 6
@@ -117,13 +119,17 @@ def is_copy(src_text: str, out_text: str, th: FlagThresholds = DEFAULT_THRESHOLD
 
 def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool,
                 src_pieces: Sequence[str], coverage: Sequence[float] | None, src_text: str, out_text: str,
-                th: FlagThresholds = DEFAULT_THRESHOLDS) -> tuple[str, ...]:
+                th: FlagThresholds = DEFAULT_THRESHOLDS, mean_log_prob: float | None = None
+                ) -> tuple[str, ...]:
     """The flags of one translated piece, in ``FLAGS`` order (empty when none fires).
 
     ``coverage`` has one value per source token (an extra one for EOS is ignored); None skips
-    ``low_attention``.
+    ``low_attention``. ``mean_log_prob``: the model's log-prob per output token (EOS included); None
+    skips ``low_confidence``.
     """
     fired = set()
+    if mean_log_prob is not None and mean_log_prob < th.min_mean_log_prob:
+        fired.add(LOW_CONFIDENCE)
     if length_ratio_out_of_range(len(src_tokens), len(tokens), th):
         fired.add(LENGTH_RATIO)
     if is_repetition(tokens, finished, th):

@@ -81,7 +81,26 @@ def test_flags_come_in_canonical_order_and_union_keeps_it():
     assert qf.union([("copy",), (), ("length_ratio", "copy"), ("repetition",)]) == \
         ("length_ratio", "repetition", "copy")
     assert qf.flag_counts([("copy",), (), ("copy", "repetition")]) == \
-        {"length_ratio": 0, "repetition": 1, "low_attention": 0, "copy": 2, "placeholder": 0, "any": 2}
+        {"low_confidence": 0, "length_ratio": 0, "repetition": 1, "low_attention": 0, "copy": 2,
+         "placeholder": 0, "any": 2}
+
+
+def test_low_confidence_fires_below_the_mean_log_prob_threshold():
+    assert piece_flags(**clean(), mean_log_prob=TH.min_mean_log_prob - 0.01) == ("low_confidence",)
+    assert piece_flags(**clean(), mean_log_prob=TH.min_mean_log_prob) == ()
+    assert piece_flags(**clean()) == ()  # no score given: not judged
+
+
+def test_low_confidence_reads_the_searchs_own_scores(reverse_task):
+    """Each row is judged by its best hypothesis's log-prob per token, the score the row reports."""
+    translator = Translator(reverse_task.model, reverse_task.tokenizers)
+    rows = ["a b c", "d e f g h", "l k", "a a a a a a a a a a a a"]
+    scores = [t.score for t in translator.translate(rows)]
+    middle = sorted(scores)[1]
+    judged = Translator(reverse_task.model, reverse_task.tokenizers,
+                        thresholds=FlagThresholds(min_mean_log_prob=middle)).translate(rows)
+    assert [("low_confidence" in t.flags) for t in judged] == [s < middle for s in scores]
+    assert sum("low_confidence" in t.flags for t in judged) == 1
 
 
 class FlagOnLetter(Translator):
