@@ -98,19 +98,34 @@ def thread_workers(config: TranslateConfig) -> int:
 # chunks still unsubmitted per slot, so batches start large (few task runs: orchestration per row does
 # not grow with the corpus) and shrink to single chunks at the end (the workers finish together).
 BATCHES_PER_SLOT = 4
+# The least rows a batch holds (one default chunk's worth): a corpus cut into tiny chunks would
+# otherwise end in a tail of one-chunk task runs, each costing more orchestration (~0.3 s on Dask) than
+# its rows cost to translate. With the default 2,000-row chunks this is one chunk: no change.
+MIN_BATCH_ROWS = 2000
 FEED_POLL_SECONDS = 0.5  # how often the flow takes chunk records off the feed while batches run
 
 
-def batch_sizes(chunks: int, slots: int) -> list[int]:
+def batch_sizes(chunks: int, slots: int, min_size: int = 1) -> list[int]:
     """Guided self-scheduling (Polychronopoulos & Kuck): batch ``i`` holds ``ceil(remaining /
-    (BATCHES_PER_SLOT × slots))`` chunks. O(slots × log(chunks)) task runs: 36 for 50,000 chunks on one
-    worker, 250 on 8, 1,496 on 64; every chunk in exactly one batch, in corpus order."""
+    (BATCHES_PER_SLOT × slots))`` chunks, at least ``min_size`` but no more than the first batch (the
+    last may hold fewer).
+    O(slots × log(chunks)) task runs: 36 for 50,000 chunks on one worker, 250 on 8, 1,496 on 64 (with
+    ``min_size`` 1); every chunk in exactly one batch, in corpus order."""
+    share = BATCHES_PER_SLOT * max(1, slots)
+    # Never above the first batch: a small corpus still gets BATCHES_PER_SLOT batches per slot.
+    min_size = min(min_size, -(-chunks // share))
     sizes, remaining = [], chunks
     while remaining:
-        size = max(1, -(-remaining // (BATCHES_PER_SLOT * max(1, slots))))
+        size = min(remaining, max(1, min_size, -(-remaining // share)))
         sizes.append(size)
         remaining -= size
     return sizes
+
+
+def min_batch_chunks(chunks: list[Chunk]) -> int:
+    """The chunks a batch holds at least: ``MIN_BATCH_ROWS`` rows' worth, at the corpus's mean chunk size."""
+    rows = sum(chunk.rows for chunk in chunks)
+    return max(1, -(-MIN_BATCH_ROWS * len(chunks) // max(1, rows)))
 
 
 def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateConfig, plan: JobPlan,
@@ -124,7 +139,7 @@ def translate_chunks(runner: TaskRunner, chunks: list[Chunk], config: TranslateC
     future is let go at once, so the flow's memory does not grow with the corpus either.
     """
     slots = worker_slots(runner, config)
-    sizes = iter(batch_sizes(len(chunks), slots))
+    sizes = iter(batch_sizes(len(chunks), slots, min_batch_chunks(chunks)))
     finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()
     dask_client = None if isinstance(runner, ThreadPoolTaskRunner) else runner.client
     errors: list[BaseException] = []
