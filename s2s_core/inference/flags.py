@@ -1,15 +1,18 @@
 """Per-row quality flags: cheap signals, computed at decoding time, that an operator would act on.
 
 Each rule looks at one translated piece (a line or sentence) and needs nothing but its source and
-target ids, its attention coverage (attention summed over target steps, kept by the search) and the
-two texts. Pure Python, no torch: the coverage comes in as a list of floats.
+target ids, the search's score and the two texts. Pure Python, no torch.
 
+- ``low_confidence``: the model's mean log-prob per output token (EOS included: the row's ``score``)
+  is below ``min_mean_log_prob``. Sequence-level translation probability is the strongest
+  unsupervised quality estimate for NMT in Fomicheva et al. (TACL 2020); on the converged bible-es-en
+  model's dev set the default flags the least confident 10 % of rows, whose sentence chrF is 21
+  points below the others' (bench/RESULTS.md, "Quality flags"). The scale depends on the model (its
+  label smoothing, its vocabulary): re-derive it with ``bench/flags.py --separation`` for another.
 - ``length_ratio``: target/source subword ratio outside ``[min_ratio, max_ratio]`` (sources of at least
   ``ratio_min_tokens`` tokens; short rows vary too much to judge).
 - ``repetition``: the same n-gram (n ≤ ``repeat_max_n``) ``repeat_times`` times in a row, or the
   hypothesis stopped at the length limit without EOS (almost always a loop).
-- ``low_attention``: a source word whose attention mass, summed over its subwords and all target
-  steps, is below ``min_coverage`` (possible omission). Words without a letter or digit are skipped.
 - ``copy``: the output is (nearly) the source: character-trigram similarity of the case-folded,
   whitespace-collapsed texts ≥ ``copy_similarity`` (sources of at least ``copy_min_chars`` characters).
 - ``placeholder``: the row's protected spans (printf and brace formats, tags, entities, URLs, paths,
@@ -17,9 +20,9 @@ two texts. Pure Python, no torch: the coverage comes in as a list of floats.
   one dropped, duplicated, altered or invented. Checked on the whole row, after its pieces are joined.
 
 The ratio, repetition and copy defaults were checked against the human references of the bible-es-en
-dev set (``bench/flags.py --calibrate``; bench/RESULTS.md, "Quality flags"): they flag at most 0.5 % of
-them. ``min_coverage`` could not be calibrated yet (the only trained model had diffuse attention):
-0.1 means the word got a tenth of one target step's attention over the whole output.
+dev set (``bench/flags.py --calibrate``): they flag at most 0.5 % of them. A rule on the attention
+(a source word with little attention mass: a possible omission) was removed: on the converged model
+it marked rows no worse than the others at any threshold (precision at or below chance).
 """
 
 from __future__ import annotations
@@ -30,10 +33,9 @@ from dataclasses import dataclass
 
 from s2s_core.text.spans import DEFAULT_RULES, SpanRules, spans_match
 
-LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY = "length_ratio", "repetition", "low_attention", "copy"
-LOW_CONFIDENCE, PLACEHOLDER = "low_confidence", "placeholder"
-# The canonical order of a row's flags.
-FLAGS = (LOW_CONFIDENCE, LENGTH_RATIO, REPETITION, LOW_ATTENTION, COPY, PLACEHOLDER)
+LOW_CONFIDENCE, LENGTH_RATIO, REPETITION, COPY = "low_confidence", "length_ratio", "repetition", "copy"
+PLACEHOLDER = "placeholder"
+FLAGS = (LOW_CONFIDENCE, LENGTH_RATIO, REPETITION, COPY, PLACEHOLDER)  # canonical order of a row's flags
 WORD_START = "▁"  # SentencePiece's word-boundary mark
 
 
@@ -41,13 +43,12 @@ WORD_START = "▁"  # SentencePiece's word-boundary mark
 class FlagThresholds:
     """Where each rule fires; see the module docstring for what each value means."""
 
-    min_mean_log_prob: float = -1.0
+    min_mean_log_prob: float = -1.25
     min_ratio: float = 0.5
     max_ratio: float = 2.0
     ratio_min_tokens: int = 6
     repeat_max_n: int = 4
     repeat_times: int = 3
-    min_coverage: float = 0.1
     copy_similarity: float = 0.8
     copy_min_chars: int = 20
 
@@ -77,6 +78,7 @@ def is_repetition(tokens: Sequence[int], finished: bool, th: FlagThresholds = DE
     return not finished or has_loop(list(tokens), th.repeat_max_n, th.repeat_times)
 
 
+# Attention coverage: no flag reads it any more (see the module docstring); bench/flags.py measures it.
 def word_coverage(pieces: Sequence[str], coverage: Sequence[float]) -> list[tuple[str, float]]:
     """(word, attention mass) per source word: a word's subwords summed (pieces start words with ▁)."""
     words: list[tuple[str, float]] = []
@@ -117,15 +119,13 @@ def is_copy(src_text: str, out_text: str, th: FlagThresholds = DEFAULT_THRESHOLD
     return similarity(src_text, out_text) >= th.copy_similarity
 
 
-def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool,
-                src_pieces: Sequence[str], coverage: Sequence[float] | None, src_text: str, out_text: str,
-                th: FlagThresholds = DEFAULT_THRESHOLDS, mean_log_prob: float | None = None
+def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool, src_text: str,
+                out_text: str, th: FlagThresholds = DEFAULT_THRESHOLDS, mean_log_prob: float | None = None
                 ) -> tuple[str, ...]:
     """The flags of one translated piece, in ``FLAGS`` order (empty when none fires).
 
-    ``coverage`` has one value per source token (an extra one for EOS is ignored); None skips
-    ``low_attention``. ``mean_log_prob``: the model's log-prob per output token (EOS included); None
-    skips ``low_confidence``.
+    ``mean_log_prob``: the model's log-prob per output token (EOS included); None skips
+    ``low_confidence``.
     """
     fired = set()
     if mean_log_prob is not None and mean_log_prob < th.min_mean_log_prob:
@@ -134,10 +134,6 @@ def piece_flags(src_tokens: Sequence[int], tokens: Sequence[int], finished: bool
         fired.add(LENGTH_RATIO)
     if is_repetition(tokens, finished, th):
         fired.add(REPETITION)
-    if coverage is not None:
-        least = min_word_coverage(src_pieces, coverage)
-        if least is not None and least < th.min_coverage:
-            fired.add(LOW_ATTENTION)
     if is_copy(src_text, out_text, th):
         fired.add(COPY)
     return tuple(f for f in FLAGS if f in fired)

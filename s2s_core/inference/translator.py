@@ -216,10 +216,9 @@ class Translator:
 
     def _flags(self, src_ids: list[int], best: Hypothesis, text: str) -> tuple[str, ...]:
         """The quality flags of one piece's best hypothesis."""
-        coverage = best.coverage.tolist() if best.coverage is not None else None
         (src_text,) = self.tokenizers.src.decode([src_ids])
-        return piece_flags(src_ids, best.tokens, best.finished, self.tokenizers.src.pieces(src_ids),
-                           coverage, src_text, text, self.thresholds, mean_log_prob(best))
+        return piece_flags(src_ids, best.tokens, best.finished, src_text, text, self.thresholds,
+                           mean_log_prob(best))
 
     def _search(self, sources: list[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         src, lengths = pad_sequences(sources, self.device)

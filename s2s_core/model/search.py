@@ -29,7 +29,7 @@ class Hypothesis:
     attention: torch.Tensor | None = None  # [len(tokens) + finished, source length] when requested
     finished: bool = True  # False when cut at the maximum length without EOS
     # [source length] float32 on the host: attention summed over the target steps (= attention.sum(0));
-    # always kept (an add per step) so quality flags need no full attention matrix.
+    # always kept (an add per step): attention measurements (bench/flags.py) need no full matrix.
     coverage: torch.Tensor | None = None
 
 

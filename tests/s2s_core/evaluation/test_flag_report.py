@@ -9,16 +9,16 @@ from s2s_core.evaluation.report import flag_quality, render_markdown
 def test_flag_quality_compares_flagged_rows_with_the_others():
     hyps = ["the house is big", "the the the the", "a cat", "totally wrong"]
     refs = ["the house is big", "the dog runs", "a cat", "the right answer"]
-    flags = [(), ("repetition",), (), ("low_attention", "repetition")]
+    flags = [(), ("repetition",), (), ("low_confidence", "repetition")]
     chrf = [CHRF().sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
-    out = flag_quality(flags, hyps, refs, names=("length_ratio", "repetition", "low_attention"))
-    assert list(out) == ["length_ratio", "repetition", "low_attention", "any"]
+    out = flag_quality(flags, hyps, refs, names=("length_ratio", "repetition", "low_confidence"))
+    assert list(out) == ["length_ratio", "repetition", "low_confidence", "any"]
     assert out["length_ratio"] == {"rows": 0, "chrf": None,
                                    "others_chrf": pytest.approx(sum(chrf) / 4, abs=0.01)}
     assert out["repetition"]["rows"] == 2
     assert out["repetition"]["chrf"] == pytest.approx((chrf[1] + chrf[3]) / 2, abs=0.01)
     assert out["repetition"]["others_chrf"] == pytest.approx((chrf[0] + chrf[2]) / 2, abs=0.01)
-    assert out["low_attention"] == {"rows": 1, "chrf": pytest.approx(chrf[3], abs=0.01),
+    assert out["low_confidence"] == {"rows": 1, "chrf": pytest.approx(chrf[3], abs=0.01),
                                     "others_chrf": pytest.approx(sum(chrf[:3]) / 3, abs=0.01)}
     assert out["any"]["rows"] == 2
 
