@@ -25,6 +25,7 @@ from s2s_core.storage import Store
 from s2s_core.training.checkpoint import BEST, LAST, read_checkpoint
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.history import brief
+from s2s_core.training.state import TrainState, budget_spent
 from tasks.common import IO_RETRIES, artifact_key, run_logger
 from tasks.config import PipelineConfig
 from tasks.layout import RunLayout, model_url
@@ -33,15 +34,11 @@ from tasks.train_worker import EVENT_PREFIX, TrainingJob, run_job
 
 
 def progress_percent(config: TrainConfig, step: int, elapsed_seconds: float, batches_per_epoch: int) -> float:
-    """How far training is, by whichever stop condition is closest."""
-    fractions = []
-    if config.max_steps:
-        fractions.append(step / config.max_steps)
-    if config.max_epochs and batches_per_epoch:
-        fractions.append(step / (config.max_epochs * batches_per_epoch))
-    if config.max_minutes:
-        fractions.append(elapsed_seconds / (config.max_minutes * 60))
-    return round(100 * min(1.0, max(fractions, default=0.0)), 1)
+    """How far training is, by whichever stop condition is closest (the share the budget-aware
+    schedules decay by)."""
+    epoch, batch = divmod(step, batches_per_epoch) if batches_per_epoch else (0, 0)
+    state = TrainState(step=step, epoch=epoch, batch_in_epoch=batch, elapsed_seconds=elapsed_seconds)
+    return round(100 * budget_spent(config, state, batches_per_epoch), 1)
 
 
 class TrainProgress:
