@@ -19,9 +19,15 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from s2s_core.device import resolve_device
+from s2s_core.inference.calibration import confidence_threshold
 from s2s_core.inference.package import load_tokenizers, save_package
-from s2s_core.model.seq2seq import ModelConfig, build_model
+from s2s_core.inference.translator import Translator
+from s2s_core.model.seq2seq import ModelConfig, Seq2Seq, build_model
 from s2s_core.storage import Store
+from s2s_core.text.prepare import read_parquet
+from s2s_core.text.spans import DEFAULT_RULES
+from s2s_core.text.tokenizer import Tokenizers
 from s2s_core.training.checkpoint import BEST, LAST, read_checkpoint
 from s2s_core.training.config import TrainConfig
 from s2s_core.training.history import brief
@@ -168,6 +174,28 @@ def train_model(config: PipelineConfig, data: dict, tokenizer_url: str, layout: 
     return write_package(config, layout, tokenizer_url, data, progress.resumed_from, warm_start)
 
 
+def calibrate_flags(config: PipelineConfig, model: Seq2Seq, weights: dict, tokenizers: Tokenizers,
+                    dev_url: str) -> dict | None:
+    """The ``low_confidence`` threshold of these weights, read off the dev set as evaluation decodes
+    (``calibration``); None (the defaults stay) when the dev set is too small to tell."""
+    model.load_state_dict(weights, strict=False)  # tied aliases are filled by their owner
+    dev = read_parquet(dev_url, config.storage_options, columns=["src"])["src"].to_list()
+    translator = Translator(model.eval(), tokenizers, resolve_device(config.train.device),
+                            language=config.data.source_language,
+                            protect=DEFAULT_RULES if tokenizers.config.placeholders else None)
+    started = time.monotonic()
+    thresholds = confidence_threshold(translator, dev, config.evaluate.decode)
+    if thresholds is None:
+        run_logger().info("quality flags: %d dev rows are too few to calibrate low_confidence; the "
+                          "default threshold stays", len(dev))
+    else:
+        run_logger().info("quality flags: low_confidence below a mean token log-prob of %.3f (the least "
+                          "confident %d %% of %d dev rows, %.0f s)", thresholds["min_mean_log_prob"],
+                          round(100 * thresholds["calibration"]["share"]), thresholds["calibration"]["rows"],
+                          time.monotonic() - started)
+    return thresholds
+
+
 def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str, data: dict,
                   resumed_from: int | None, warm_start: str | None = None) -> dict:
     """Package the best checkpoint's weights (the last one when there was no dev evaluation)."""
@@ -178,11 +206,13 @@ def write_package(config: PipelineConfig, layout: RunLayout, tokenizer_url: str,
     tokenizers = load_tokenizers(tokenizer_url, opts)
     model = build_model(ModelConfig.from_dict(last["model_config"]))
     state = last["state"]
+    thresholds = calibrate_flags(config, model, weights, tokenizers, data["dev"])
     url = model_url(config.store, config.name, config.resolved_version)
     save_package(url, model, tokenizers, weights=weights, storage_options=opts,
                  metrics={"history": last["history"], "state": state, "prepare": data.get("report", {})},
                  extra={"name": config.name, "version": config.resolved_version, "run_id": layout.run_id,
-                        "source_language": config.data.source_language, "warm_start": warm_start})
+                        "source_language": config.data.source_language, "warm_start": warm_start,
+                        **({"flag_thresholds": thresholds} if thresholds else {})})
     run_logger().info("model package written to %s", url)
     return {"model": url, "steps": state["step"], "best_dev_bleu": state["best_bleu"],
             "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from, "warm_start": warm_start}

@@ -42,7 +42,7 @@ from s2s_core.corpus.plan import (
 )
 from s2s_core.corpus.verify import MANIFEST, remove_staging, remove_stale, verify_output
 from s2s_core.device import resolve_device
-from s2s_core.inference.flags import DEFAULT_THRESHOLDS, FLAGS
+from s2s_core.inference.flags import FLAGS, thresholds_from
 from s2s_core.inference.package import WEIGHTS, PackageError, load_package, read_package_config
 from s2s_core.inference.precision import autocast_dtype, quantization
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
@@ -154,7 +154,8 @@ def memory_keys(config: TranslateConfig, pinned_numerics: dict) -> dict:
             "numerics": pinned_numerics, "decode": decode_settings(config.decode),
             "source_language": config.source_language, "columns": list(OUTPUT_COLUMNS),
             **({"protection": protection_record(config)} if config.protect else {}),
-            "flag_thresholds": asdict(DEFAULT_THRESHOLDS),  # what the translator flags rows with
+            # What the translator flags rows with: the package's calibrated thresholds, else the defaults.
+            "flag_thresholds": asdict(thresholds_from(package.get("flag_thresholds"))),
             "flags": list(FLAGS),  # a new flag starts a new namespace: old entries lack it
             "code": {"s2s": ".".join(__version__.split(".")[:2]),
                      "sentencepiece": _version("sentencepiece"), "sentencex": _version("sentencex"),

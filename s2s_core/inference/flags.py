@@ -8,7 +8,8 @@ target ids, the search's score and the two texts. Pure Python, no torch.
   unsupervised quality estimate for NMT in Fomicheva et al. (TACL 2020); on the converged bible-es-en
   model's dev set the default flags the least confident 10 % of rows, whose sentence chrF is 21
   points below the others' (bench/RESULTS.md, "Quality flags"). The scale depends on the model (its
-  label smoothing, its vocabulary): re-derive it with ``bench/flags.py --separation`` for another.
+  label smoothing, its vocabulary), so each package records its own (``calibration``; read back by
+  ``thresholds_from``); the default serves packages without one.
 - ``length_ratio``: target/source subword ratio outside ``[min_ratio, max_ratio]`` (sources of at least
   ``ratio_min_tokens`` tokens; short rows vary too much to judge).
 - ``repetition``: the same n-gram (n ≤ ``repeat_max_n``) ``repeat_times`` times in a row, or the
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from s2s_core.text.spans import DEFAULT_RULES, SpanRules, spans_match
 
@@ -54,6 +55,12 @@ class FlagThresholds:
 
 
 DEFAULT_THRESHOLDS = FlagThresholds()
+
+
+def thresholds_from(record: dict | None) -> FlagThresholds:
+    """The defaults with a model package's own values (its ``flag_thresholds``) where it has them."""
+    known = {f.name for f in fields(FlagThresholds)}
+    return replace(DEFAULT_THRESHOLDS, **{k: v for k, v in (record or {}).items() if k in known})
 
 
 def length_ratio_out_of_range(n_src: int, n_tgt: int, th: FlagThresholds = DEFAULT_THRESHOLDS) -> bool:

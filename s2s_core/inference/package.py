@@ -13,6 +13,7 @@ import torch
 
 from s2s_core import __version__
 from s2s_core.device import resolve_device
+from s2s_core.inference.flags import FlagThresholds, thresholds_from
 from s2s_core.inference.precision import DEFAULT_PRECISION
 from s2s_core.inference.segment import DEFAULT_LANGUAGE
 from s2s_core.inference.translator import Translator
@@ -60,7 +61,12 @@ class ModelPackage:
                                "placeholder symbols): translate it without --protect")
         return Translator(self.model, self.tokenizers, resolve_device(device), amp=amp,
                           language=language or self.source_language, precision=precision,
-                          protect=span_rules if protect else None)
+                          protect=span_rules if protect else None, thresholds=self.flag_thresholds)
+
+    @property
+    def flag_thresholds(self) -> FlagThresholds:
+        """Where this model's quality flags fire: calibrated on its dev set at training, else the defaults."""
+        return thresholds_from(self.config.get("flag_thresholds"))
 
 
 def _alias_names(model: Seq2Seq) -> set[str]:

@@ -48,6 +48,21 @@ def test_tiny_config_trains_end_to_end_on_a_local_store(tiny_run):
     assert package["source_language"] == config.data.source_language == "en"  # the package's default
 
 
+def test_the_package_flags_its_least_confident_tenth_of_the_dev_set(tiny_run):
+    """low_confidence is calibrated per model at training: its package's threshold flags a tenth of
+    the dev translations (decoded as evaluation decodes), whatever the scale of this model's scores."""
+    config, result = tiny_run
+    package = load_package(result["model"])
+    record = package.config["flag_thresholds"]
+    assert record["calibration"] == {"rows": record["calibration"]["rows"], "share": 0.1, "beam_size": 2}
+    dev = pl.read_parquet(Path(result["run"], "data/dev.parquet"))["src"].to_list()
+    out = package.translator("cpu").translate(dev, config.evaluate.decode)
+    ok = [t for t in out if t.status == "ok"]
+    assert len(ok) == record["calibration"]["rows"] >= 20
+    assert package.flag_thresholds.min_mean_log_prob == record["min_mean_log_prob"]
+    assert sum("low_confidence" in t.flags for t in ok) == round(0.1 * len(ok))
+
+
 def test_tiny_config_trains_end_to_end_on_s3(prefect_harness, s3_server, tmp_path):
     opts = s3_server["storage_options"]
     fs = s3fs.S3FileSystem(**opts)
