@@ -318,7 +318,8 @@ def test_rows_out_of_memory_alone_are_counted_exit_3_and_retried_with_retry_fail
     monkeypatch.setattr(tasks.translate, "_TRANSLATORS", {})  # so the one cached below is this command's
     assert main([*args, "--output", str(tmp_path / "clean"), "--no-memory"]) == 0
     package = load_package(trained["model"])
-    small_gpu = OutOfMemoryTranslator(package.model, package.tokenizers, torch.device("cpu"))
+    small_gpu = OutOfMemoryTranslator(package.model, package.tokenizers, torch.device("cpu"),
+                                      thresholds=package.flag_thresholds)  # as the package translates
     [key] = tasks.translate._TRANSLATORS  # the clean run's (its shape is the cache's business)
     assert key[0] == trained["model"], key
     monkeypatch.setitem(tasks.translate._TRANSLATORS, key, small_gpu)
