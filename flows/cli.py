@@ -84,10 +84,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from s2s_core.inference.package import PackageError
     from s2s_core.storage import ExclusiveCreateUnsupported
     from s2s_core.training.checkpoint import ResumeMismatchError
+    from s2s_core.training.warm_start import WarmStartError
     from tasks.config import ConfigError
 
     return (ConfigError, PackageError, PlanMismatchError, InputDataError, ExclusiveCreateUnsupported,
-            ResumeMismatchError, MemoryMismatchError,
+            ResumeMismatchError, MemoryMismatchError, WarmStartError,
             FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
